@@ -1,0 +1,1 @@
+"""Bundled test servers for flags2: LOCAL, DELAY and ERROR."""
