@@ -1,0 +1,133 @@
+"""One download run, start to finish, for any mode.
+
+Picks the mode's module, starts the bundled server when the run targets
+LOCAL, DELAY or ERROR and nothing answers there, prints the book's reports,
+writes ``--json``, and turns the outcome into an exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+from flags2.report import final_report, initial_report, run_record
+from flags2.settings import Settings
+from flags2.status import DownloadStatus
+from flags2.tracker import Tracker
+
+__all__ = [
+    "BUNDLED",
+    "EXIT_ERRORS",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "MODES",
+    "Mode",
+    "load_mode",
+    "run",
+]
+
+EXIT_OK, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 130
+
+# --mode names as users type them, and the modules that implement them.
+MODES = {"sequential": "flags2.sequential", "threadpool": "flags2.threadpool",
+         "asyncio": "flags2.aio"}  # fmt: skip
+# Labels served by the bundled servers, and the server kind each one is.
+BUNDLED = {"LOCAL": "local", "DELAY": "delay", "ERROR": "error"}
+
+
+class Mode(Protocol):
+    DEFAULT_CONCUR_REQ: int
+    MAX_CONCUR_REQ: int
+
+    def download_many(
+        self, cc_list: Sequence[str], settings: Settings, tracker: Tracker
+    ) -> None: ...
+
+
+def load_mode(name: str) -> Mode:
+    """The module of mode `name`, imported only when asked for."""
+    module: ModuleType = importlib.import_module(MODES[name])
+    return cast(Mode, module)
+
+
+def run(
+    mode: str,
+    cc_list: Sequence[str],
+    settings: Settings,
+    *,
+    json_path: str | None = None,
+    serve: bool = True,
+) -> int:
+    """Download `cc_list` and report; returns the exit status."""
+    module = load_mode(mode)
+    tracker = Tracker(cc_list, settings)
+    # With --json -, stdout carries the JSON alone; the reports go to stderr.
+    human = sys.stderr if json_path == "-" else sys.stdout
+    with _bundled_server(settings, serve), contextlib.redirect_stdout(human):
+        initial_report(cc_list, settings)
+        module.download_many(cc_list, settings, tracker)
+        final_report(tracker)
+        if tracker.counter[DownloadStatus.ERROR]:
+            _hint_if_down(settings, serve)
+    if json_path is not None:
+        _write_json(run_record(tracker, mode), json_path)
+    if tracker.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_ERRORS if tracker.counter[DownloadStatus.ERROR] else EXIT_OK
+
+
+def _host_port(base_url: str) -> tuple[str, int]:
+    parts = urlsplit(base_url)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.hostname or "localhost", parts.port or default
+
+
+@contextlib.contextmanager
+def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
+    kind = BUNDLED.get(settings.server)
+    if not serve or kind is None:
+        yield
+        return
+    from servers.launch import background, is_listening
+
+    host, port = _host_port(settings.base_url)
+    if is_listening(host, port):
+        yield
+        return
+    with background([kind], port=port) as running:
+        print(
+            f"flags2: nothing answered on {host}:{port}, so the bundled "
+            f"{settings.server} server runs for this command (seed {running.seed});"
+            " --no-serve turns this off",
+            file=sys.stderr,
+        )
+        yield
+
+
+def _hint_if_down(settings: Settings, serve: bool) -> None:
+    from servers.launch import is_listening
+
+    host, port = _host_port(settings.base_url)
+    if is_listening(host, port):
+        return
+    kind = BUNDLED.get(settings.server)
+    if kind is not None and not serve:
+        advice = f"start it with 'flags2 serve {kind}', or drop --no-serve"
+    else:
+        advice = "is the server running?"
+    print(f"hint: nothing answers at {settings.base_url}; {advice}", file=sys.stderr)
+
+
+def _write_json(record: dict[str, object], json_path: str) -> None:
+    text = json.dumps(record, indent=2) + "\n"
+    if json_path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(json_path).write_text(text, encoding="utf-8")

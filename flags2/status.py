@@ -1,0 +1,77 @@
+"""What happened to one flag, and the one place that sorts errors.
+
+Every outcome of one download, an answer or an exception, becomes a
+:class:`FlagResult` here, in the book's words::
+
+    BR OK
+    ZZ not found: http://localhost:8001/flags/zz/zz.gif
+    XX error: HTTP error 418 - I'm a Teapot
+    YY error: timed out <class 'httpx2.ReadTimeout'>
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from http import HTTPStatus
+
+import httpx2 as httpx
+
+from flags2.save import BadFlag
+
+__all__ = ["DownloadStatus", "FlagResult", "describe_error", "flag_url"]
+
+
+class DownloadStatus(Enum):
+    OK = "OK"
+    NOT_FOUND = "NOT_FOUND"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"  # never started or abandoned on Ctrl-C
+
+
+@dataclass(frozen=True, slots=True)
+class FlagResult:
+    """The outcome of one code; times are ``time.perf_counter()`` readings."""
+
+    cc: str
+    status: DownloadStatus
+    http_status: int | None = None
+    bytes: int = 0
+    attempts: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+    error: str | None = None
+    url: str = ""
+
+    @property
+    def message(self) -> str:
+        """The verbose line's text after the code, as the book prints it."""
+        if self.status is DownloadStatus.OK:
+            return "OK"
+        if self.status is DownloadStatus.NOT_FOUND:
+            return f"not found: {self.url}"
+        if self.status is DownloadStatus.CANCELLED:
+            return "cancelled"
+        return f"error: {self.error}"
+
+
+def flag_url(base_url: str, cc: str) -> str:
+    return f"{base_url}/{cc}/{cc}.gif".lower()
+
+
+def describe_error(exc: BaseException) -> str:
+    """The book's error text: the status line for HTTP errors, else text and class."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        resp = exc.response
+        phrase = resp.reason_phrase or _standard_phrase(resp.status_code)
+        return f"HTTP error {resp.status_code} - {phrase}"
+    if isinstance(exc, BadFlag):
+        return str(exc)
+    return f"{exc} {type(exc)}".strip()
+
+
+def _standard_phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
