@@ -48,13 +48,13 @@ def _ssl_context(base_url: str) -> ssl.SSLContext:
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
-def _client_options(settings: Settings, size: int) -> dict[str, object]:
-    return {
-        "limits": httpx.Limits(max_connections=size, max_keepalive_connections=size),
-        # Leases guarantee a free slot, so waiting for one would be a bug: no limit.
-        "timeout": httpx.Timeout(settings.timeout, pool=None),
-        "follow_redirects": True,
-    }
+def _limits(size: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=size, max_keepalive_connections=size)
+
+
+def _timeout(settings: Settings) -> httpx.Timeout:
+    # Leases guarantee a free slot, so a wait for one would be a bug: no limit.
+    return httpx.Timeout(settings.timeout, pool=None)
 
 
 class ClientPool:
@@ -63,9 +63,14 @@ class ClientPool:
     def __init__(self, settings: Settings) -> None:
         ctx = _ssl_context(settings.base_url)
         self._leases: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
-        self._clients = []
+        self._clients: list[httpx.Client] = []
         for size in split_slots(settings.concurrency):
-            client = httpx.Client(verify=ctx, **_client_options(settings, size))  # type: ignore[arg-type]
+            client = httpx.Client(
+                verify=ctx,
+                limits=_limits(size),
+                timeout=_timeout(settings),
+                follow_redirects=True,
+            )
             self._clients.append(client)
             for _ in range(size):
                 self._leases.put(client)
@@ -97,9 +102,14 @@ class AsyncClientPool:
     def __init__(self, settings: Settings) -> None:
         ctx = _ssl_context(settings.base_url)
         self._leases: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-        self._clients = []
+        self._clients: list[httpx.AsyncClient] = []
         for size in split_slots(settings.concurrency):
-            client = httpx.AsyncClient(verify=ctx, **_client_options(settings, size))  # type: ignore[arg-type]
+            client = httpx.AsyncClient(
+                verify=ctx,
+                limits=_limits(size),
+                timeout=_timeout(settings),
+                follow_redirects=True,
+            )
             self._clients.append(client)
             for _ in range(size):
                 self._leases.put_nowait(client)

@@ -42,7 +42,8 @@ def expand_cc_args(
         codes.update(all_country_codes())
     else:
         for arg in cc_args:
-            cc = arg.upper()
+            # Check before upper(): "ß".upper() is "SS", a valid-looking code.
+            cc = arg.upper() if arg.isascii() else ""
             if len(cc) == 1 and cc in _A_Z:
                 codes.update(cc + c for c in _A_Z)
             elif len(cc) == 2 and all(c in _A_Z for c in cc):

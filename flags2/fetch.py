@@ -126,7 +126,7 @@ def _verdict(
 def _retrying_options(settings: Settings) -> dict[str, Any]:
     import tenacity  # only runs with --retries pay for the import
 
-    backoff = tenacity.wait_exponential_jitter(initial=0.1, max=5.0, jitter=0.1)
+    backoff = tenacity.wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1)
 
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -1,0 +1,138 @@
+"""Shared fixtures: real servers on loopback, and settings pointing at them.
+
+pytest-httpserver is made threaded (concurrent modes need a server that
+answers concurrently) and answers unmatched paths with 404, as a static
+server would, instead of its default 500.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from flags2.runner import load_mode
+from flags2.settings import Settings
+from flags2.tracker import Tracker
+
+MODES = ["sequential", "threadpool", "asyncio"]
+FLAGS_DIR = Path(str(resources.files("servers") / "data" / "flags"))
+
+
+def flag_bytes(cc: str) -> bytes:
+    cc = cc.lower()
+    return (FLAGS_DIR / cc / f"{cc}.gif").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def make_httpserver() -> Iterator[HTTPServer]:
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture
+def httpserver(make_httpserver: HTTPServer) -> HTTPServer:
+    make_httpserver.clear()
+    make_httpserver.clear_all_handlers()
+    make_httpserver.no_handler_status_code = 404
+    return make_httpserver
+
+
+@pytest.fixture
+def base_url(httpserver: HTTPServer) -> str:
+    return httpserver.url_for("/flags")
+
+
+def serve_flags(httpserver: HTTPServer, codes: list[str]) -> None:
+    """Serve the real GIFs of `codes`; every other path answers 404."""
+    for cc in codes:
+        httpserver.expect_request(
+            f"/flags/{cc.lower()}/{cc.lower()}.gif"
+        ).respond_with_data(flag_bytes(cc), content_type="image/gif")
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    folder = tmp_path / "downloaded"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+RunFn = Callable[..., Tracker]
+
+
+@pytest.fixture
+def run_mode(mode: str, base_url: str, dest: Path) -> RunFn:
+    """Run `mode`'s download_many over codes; keyword arguments go to Settings."""
+
+    def run(cc_list: list[str], **options: object) -> Tracker:
+        module = load_mode(mode)
+        fields: dict[str, object] = {
+            "base_url": base_url,
+            "dest": dest,
+            "concurrency": min(module.MAX_CONCUR_REQ, 10),
+            "timeout": 5.0,
+        }
+        fields.update(options)
+        settings = Settings(**fields)  # type: ignore[arg-type]
+        tracker = Tracker(sorted(cc_list), settings)
+        module.download_many(sorted(cc_list), settings, tracker)
+        return tracker
+
+    return run
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Files in `folder` that are not a finished flag (temporaries, say)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".gif"))
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[bytes], str]]:
+    """A server that answers every request with fixed raw bytes, then closes.
+
+    For what well-behaved servers refuse to send, such as a body shorter than
+    its Content-Length. Call it with the bytes; it returns the base URL.
+    """
+    servers: list[socketserver.TCPServer] = []
+
+    def start(answer: bytes) -> str:
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                self.wfile.write(answer)
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/flags"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
