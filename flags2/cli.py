@@ -32,7 +32,15 @@ from flags2.settings import (
     Settings,
 )
 
-__all__ = ["Mode", "app", "main", "main_asyncio", "main_sequential", "main_threadpool"]
+__all__ = [
+    "Mode",
+    "app",
+    "main",
+    "main_asyncio",
+    "main_sequential",
+    "main_threadpool",
+    "mode_app",
+]
 
 _EXIT_USAGE = 2
 
@@ -255,7 +263,7 @@ def _check_dest(dest: Path) -> None:
         _usage_error(f"-d/--dest {str(dest)!r} is not writable: {exc.strerror}")
 
 
-def _mode_app(mode: Mode) -> typer.Typer:
+def mode_app(mode: Mode) -> typer.Typer:
     """The book's script for one mode: ``download`` without ``--mode``."""
     single = typer.Typer(
         add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
@@ -297,12 +305,12 @@ def main() -> NoReturn:
 
 
 def main_sequential() -> NoReturn:
-    _run(lambda: _mode_app(Mode.sequential)(prog_name="flags2-sequential"))
+    _run(lambda: mode_app(Mode.sequential)(prog_name="flags2-sequential"))
 
 
 def main_threadpool() -> NoReturn:
-    _run(lambda: _mode_app(Mode.threadpool)(prog_name="flags2-threadpool"))
+    _run(lambda: mode_app(Mode.threadpool)(prog_name="flags2-threadpool"))
 
 
 def main_asyncio() -> NoReturn:
-    _run(lambda: _mode_app(Mode.asyncio)(prog_name="flags2-asyncio"))
+    _run(lambda: mode_app(Mode.asyncio)(prog_name="flags2-asyncio"))

@@ -1,0 +1,283 @@
+"""The command line, through typer's CliRunner, against a real local server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from typer.testing import CliRunner
+
+from flags2.cli import Mode, app, mode_app
+from flags2.codes import all_country_codes
+from tests.conftest import flag_bytes, serve_flags
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def world(httpserver: HTTPServer) -> str:
+    """A server with all 194 flags; its base URL."""
+    serve_flags(httpserver, list(all_country_codes()))
+    return httpserver.url_for("/flags")
+
+
+def download(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["download", *args])
+    return result.exit_code, result.output
+
+
+def test_letters_are_the_books_first_example(world: str, dest: Path) -> None:
+    code, out = download("a", "b", "c", "-s", world, "-d", str(dest))
+    expected_ok = sum(1 for cc in all_country_codes() if cc[0] in "ABC")
+    assert code == 0
+    assert out.splitlines()[:3] == [
+        f"CUSTOM site: {world}",
+        "Searching for 78 flags: from AA to CZ",
+        "5 concurrent connections will be used.",
+    ]
+    assert "-" * 20 in out
+    assert f"{expected_ok:3} flags downloaded." in out
+    assert f"{78 - expected_ok:3} not found." in out
+    assert "error" not in out
+    assert len(list(dest.glob("*.gif"))) == expected_ok
+
+
+def test_combined_short_flags_all_with_limit(world: str, dest: Path) -> None:
+    code, out = download(
+        "-al", "100", "-s", world, "-d", str(dest), "--mode", "threadpool"
+    )
+    assert code == 0
+    assert "Searching for 100 flags: from AD to LK" in out
+    assert "30 concurrent connections will be used." in out
+    assert "100 flags downloaded." in out
+
+
+def test_every_asks_for_676_codes(world: str, dest: Path) -> None:
+    code, out = download("-e", "--max-req", "100", "-s", world, "-d", str(dest))
+    assert code == 0
+    assert "Searching for 676 flags: from AA to ZZ" in out
+    assert "100 concurrent connections will be used." in out
+    assert "194 flags downloaded." in out and "482 not found." in out
+
+
+@pytest.mark.parametrize(
+    ("mode", "line"),
+    [
+        (Mode.sequential, "1 connection will be used."),
+        (Mode.threadpool, "12 concurrent connections will be used."),  # capped to codes
+        (Mode.asyncio, "5 concurrent connections will be used."),
+    ],
+)
+def test_each_script_has_the_books_default_concurrency(
+    world: str, dest: Path, mode: Mode, line: str
+) -> None:
+    result = runner.invoke(mode_app(mode), ["-s", world, "-d", str(dest), "-l", "12"])
+    assert result.exit_code == 0, result.output
+    assert line in result.output
+    assert "Searching for 12 flags: from BD to JP" in result.output
+
+
+def test_scripts_have_no_mode_option(world: str) -> None:
+    result = runner.invoke(
+        mode_app(Mode.sequential), ["--mode", "asyncio", "-s", world]
+    )
+    assert result.exit_code == 2
+    assert "No such option: --mode" in result.output
+
+
+def test_max_req_is_capped_by_the_mode(world: str, dest: Path) -> None:
+    code, out = download(
+        "-e", "-m", "5000", "--mode", "threadpool", "-s", world, "-d", str(dest)
+    )
+    assert code == 0
+    assert "676 concurrent connections will be used." in out
+    code, out = download(
+        "-m", "50", "--mode", "sequential", "-s", world, "-d", str(dest)
+    )
+    assert "1 connection will be used." in out
+
+
+def test_verbose_prints_one_line_per_flag(httpserver: HTTPServer, dest: Path) -> None:
+    serve_flags(httpserver, ["BR"])
+    httpserver.expect_request("/flags/xx/xx.gif").respond_with_data(b"", status=418)
+    url = httpserver.url_for("/flags")
+    code, out = download("br", "zz", "xx", "-v", "-s", url, "-d", str(dest))
+    assert code == 1  # an error
+    lines = out.splitlines()
+    assert "BR OK" in lines
+    assert f"ZZ not found: {url}/zz/zz.gif" in lines
+    assert any(line.startswith("XX error: HTTP error 418") for line in lines)
+    assert "  1 error." in lines
+
+
+def test_not_found_alone_exits_zero(httpserver: HTTPServer, dest: Path) -> None:
+    code, out = download("zz", "-s", httpserver.url_for("/flags"), "-d", str(dest))
+    assert code == 0
+    assert "  1 not found." in out
+
+
+def test_refused_connection_is_error_exit_1_with_a_hint(
+    closed_port: int, dest: Path
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}/flags"
+    code, out = download("br", "cn", "-s", url, "-d", str(dest))
+    assert code == 1
+    assert "  2 errors." in out
+    assert f"hint: nothing answers at {url}" in out
+
+
+def test_json_record_describes_the_run(
+    httpserver: HTTPServer, tmp_path: Path, dest: Path
+) -> None:
+    serve_flags(httpserver, ["BR"])
+    record_path = tmp_path / "run.json"
+    url = httpserver.url_for("/flags")
+    code, _ = download(
+        "br",
+        "zz",
+        "-s",
+        url,
+        "-d",
+        str(dest),
+        "--json",
+        str(record_path),
+        "--mode",
+        "threadpool",
+    )
+    assert code == 0
+    record = json.loads(record_path.read_text())
+    assert record["mode"] == "threadpool"
+    assert (record["server"], record["base_url"], record["concurrency"]) == (
+        "CUSTOM",
+        url,
+        2,
+    )
+    assert record["counts"] == {"OK": 1, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0}
+    assert record["elapsed"] > 0
+    br, zz = record["flags"]
+    assert br["cc"] == "BR" and br["status"] == "OK" and br["http_status"] == 200
+    assert br["bytes"] == len(flag_bytes("BR")) and br["attempts"] == 1
+    assert 0 <= br["started"] <= br["finished"] <= record["elapsed"] + 0.01
+    assert br["error"] is None
+    assert (zz["status"], zz["http_status"], zz["bytes"]) == ("NOT_FOUND", 404, 0)
+    assert set(br) == {
+        "cc",
+        "status",
+        "http_status",
+        "bytes",
+        "attempts",
+        "started",
+        "finished",
+        "error",
+    }
+
+
+def test_json_to_stdout_is_pure_json(httpserver: HTTPServer, dest: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "download",
+            "zz",
+            "-s",
+            httpserver.url_for("/flags"),
+            "-d",
+            str(dest),
+            "--json",
+            "-",
+        ],
+    )
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["counts"]["NOT_FOUND"] == 1
+    assert "Searching for 1 flag: ZZ" in result.stderr
+
+
+def test_dest_is_created_when_missing(httpserver: HTTPServer, tmp_path: Path) -> None:
+    serve_flags(httpserver, ["BR"])
+    dest = tmp_path / "new" / "folder"
+    code, _ = download("br", "-s", httpserver.url_for("/flags"), "-d", str(dest))
+    assert code == 0
+    assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
+
+
+def test_server_labels_ignore_case(dest: Path) -> None:
+    _, out = download(
+        "br", "-s", "delay", "--no-serve", "-d", str(dest), "--timeout", "0.5"
+    )
+    assert out.splitlines()[0] == "DELAY site: http://localhost:8001/flags"
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["download", "--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("flags2 ")
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["1"], "invalid country code '1'"),
+        (["ABC"], "invalid country code 'ABC'"),
+        (["a1"], "invalid country code 'a1'"),
+        (["é"], "invalid country code 'é'"),
+        (["-m", "0"], "-m/--max_req CONCURRENT must be >= 1"),
+        (["-m", "x"], "Invalid value for '-m'"),
+        (["-l", "0"], "-l/--limit N must be >= 1"),
+        (["-l", "1.5"], "Invalid value for '-l'"),
+        (["-s", "NOWHERE"], "-s/--server 'NOWHERE': not one of"),
+        (["-s", "ftp://x/flags"], "-s/--server 'ftp://x/flags': not one of"),
+        (["-s", "http://:80"], "-s/--server 'http://:80': not one of"),
+        (["-s", "http://host:99999/flags"], "bad port"),
+        (["--timeout", "-1"], "--timeout must be a positive number"),
+        (["--timeout", "0"], "--timeout must be a positive number"),
+        (["--retries", "-1"], "--retries must be >= 0"),
+        (["--mode", "fork"], "'fork' is not one of"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], problem: str, httpserver: HTTPServer
+) -> None:
+    extra = [] if "-s" in args else ["-s", httpserver.url_for("/flags")]
+    code, out = download(*args, *extra)
+    assert code == 2, out
+    assert "Traceback" not in out
+    assert out.startswith("Usage: flags2 download")
+    errors = [line for line in out.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and problem in errors[0], out
+    assert httpserver.log == []  # checked before any request
+
+
+def test_dest_that_is_a_file_is_refused(tmp_path: Path, httpserver: HTTPServer) -> None:
+    target = tmp_path / "file"
+    target.write_text("keep me")
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(target))
+    assert code == 2
+    assert f"-d/--dest '{target}' is not a folder" in out
+    assert target.read_text() == "keep me"
+    assert httpserver.log == []
+
+
+def test_dest_that_cannot_be_created_is_refused(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "sub"
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(target))
+    assert code == 2
+    assert f"-d/--dest '{target}' is not writable" in out
+    assert httpserver.log == []
+
+
+def test_json_into_a_missing_folder_is_refused(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    code, out = download(
+        "br",
+        "-s",
+        httpserver.url_for("/flags"),
+        "--json",
+        str(tmp_path / "no" / "x.json"),
+    )
+    assert code == 2
+    assert "--json: folder" in out
