@@ -1,1 +1,27 @@
-"""Bundled test servers for flags2: LOCAL, DELAY and ERROR."""
+"""Bundled test servers for flags2: LOCAL, DELAY and ERROR.
+
+Three `http.server`-based servers that serve the 194 bundled flags at
+``/flags/xx/xx.gif``: LOCAL answers at once, DELAY waits a seeded random delay,
+ERROR adds injected faults. Start them with ``flags2 serve`` or
+``python -m servers``; embed them with `servers.launch.background`::
+
+    $ python -m servers delay --seed 7 --max-delay 2
+    seed 7 (replay with --seed 7); Ctrl-C stops the servers
+    DELAY  http://127.0.0.1:8001/flags  delay 0.5-2 s
+
+Modules: `options` (settings), `plan` (the seeded plan), `stats` (``/_stats``),
+`handler` (request handling and faults), `server` (binding and lifetime),
+`cli` (command line), `launch` (child process), `slow` (the book's script).
+"""
+
+from servers.options import FAULT_KINDS, SERVER_KINDS, ServerOptions, parse_faults
+from servers.plan import Planned, planned
+
+__all__ = [
+    "FAULT_KINDS",
+    "SERVER_KINDS",
+    "Planned",
+    "ServerOptions",
+    "parse_faults",
+    "planned",
+]

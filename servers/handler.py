@@ -1,0 +1,343 @@
+"""Request handling: static files, the seeded delay, injected faults, ``/_stats``.
+
+`FlagRequestHandler` is `http.server.SimpleHTTPRequestHandler` hardened for load
+tests: HTTP/1.1 keep-alive with an exact ``Content-Length`` on every response
+(errors included), only GET and HEAD, no way out of the served folder, and no
+traceback when a client hangs up. Each GET (404s and listings too, as in the
+book) first waits the delay `servers.plan.planned` gives for it; on ERROR some
+GETs then get a fault instead of their answer:
+
+=============  ===========================================================
+teapot         ``418 I'm a Teapot`` (the book's fault)
+unavailable    ``503 Service Unavailable`` with ``Retry-After: 1``
+reset          TCP reset before any byte of the response
+truncate       the normal headers (full ``Content-Length``), half the body,
+               then the connection is closed
+stall          the normal headers, then no body for ``stall`` seconds, then
+               the connection is closed
+html           ``200`` with ``Content-Type: text/html`` and an HTML page
+=============  ===========================================================
+
+HEAD is never delayed nor faulted, so a client can probe a server cheaply.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import time
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from servers.plan import Planned, planned
+
+if TYPE_CHECKING:
+    from servers.server import FlagServer
+
+__all__ = ["STATS_PATH", "FlagRequestHandler"]
+
+STATS_PATH = "/_stats"
+"""Path of the JSON counters; never delayed, faulted nor counted."""
+
+_ALLOWED = "GET, HEAD"
+_FLAG_GIF = re.compile(r"/flags/([a-z]{2})/\1\.gif")
+
+_HTML_PAGE = b"""\
+<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Welcome to the network</title></head>
+<body>
+<h1>Please sign in</h1>
+<p>This network requires you to accept the terms of use before you can
+browse. (Injected by the flags2 ERROR server: an HTML page where a GIF was
+expected, as a captive portal or a misconfigured proxy would send.)</p>
+</body>
+</html>
+"""
+
+
+def _path_of(target: str) -> str:
+    # Split exactly as SimpleHTTPRequestHandler.translate_path does (not with
+    # urlsplit, which would read `//x/y` as a host), so the plan, the log and the
+    # containment check all see the path the file is looked up by.
+    return target.split("?", 1)[0].split("#", 1)[0]
+
+
+def _label(path: str) -> str:
+    # The book logs flags by country code; anything else by its path.
+    match = _FLAG_GIF.fullmatch(path)
+    return match.group(1).upper() if match else path
+
+
+class FlagRequestHandler(SimpleHTTPRequestHandler):
+    """Handle one connection for a `servers.server.FlagServer`.
+
+    The server is reached through ``self.server``; everything configurable comes
+    from its frozen `servers.options.ServerOptions`.
+    """
+
+    server: FlagServer
+    protocol_version = "HTTP/1.1"
+    server_version = "flags2-servers/0.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm the body
+    # would wait for the client's delayed ACK (~40 ms per keep-alive request).
+    disable_nagle_algorithm = True
+
+    # Per-request state, reset in handle_one_request.
+    _in_method = False
+    _status: int | str | None = None
+    _counted = True
+
+    def __init__(self, request: Any, client_address: Any, server: FlagServer) -> None:
+        self._root = server.root
+        super().__init__(request, client_address, server, directory=server.root)
+
+    # -- connection lifecycle -------------------------------------------------
+
+    def setup(self) -> None:
+        # The socket timeout doubles as the keep-alive idle timeout: a connection
+        # with no new request line for that long is closed by handle_one_request.
+        super().setup()
+        self.connection.settimeout(self.server.options.idle_timeout)
+        self.server.stats.count_connection()
+
+    def handle_one_request(self) -> None:
+        self._in_method = False
+        self._status = None
+        self._counted = True
+        super().handle_one_request()
+
+    # -- GET and HEAD ---------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _serve(self, *, head: bool) -> None:
+        self._in_method = True
+        path = _path_of(self.path)
+        if path == STATS_PATH:
+            self._counted = False
+            self._send_stats(head=head)
+            return
+        server = self.server
+        plan = Planned(0.0, None)
+        if not head:
+            nth = server.next_nth(path)
+            plan = planned(server.seed, server.kind, path, nth, server.options)
+        server.stats.begin()
+        try:
+            if plan.delay > 0:
+                # Sleeping in this connection's own thread keeps other requests
+                # flowing; the threads are daemons, so Ctrl-C is not held up.
+                time.sleep(plan.delay)
+            if plan.fault is None:
+                self._send_normal(head=head)
+            else:
+                server.stats.count_fault(plan.fault)
+                self._inject(plan.fault)
+        finally:
+            server.stats.end()
+            if server.options.log:
+                self._log_line(path, plan, head=head)
+
+    def _send_normal(self, *, head: bool) -> None:
+        f = self.send_head()
+        if f is None:
+            return
+        try:
+            if not head:
+                self.copyfile(f, self.wfile)
+        finally:
+            f.close()
+
+    def send_head(self) -> Any:
+        """Like the base class, but 404 for anything that could leave the root."""
+        if not self._inside_root():
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+        return super().send_head()
+
+    def _inside_root(self) -> bool:
+        decoded = unquote(_path_of(self.path), errors="surrogatepass")
+        # translate_path silently drops `..`; refusing outright is clearer to a
+        # client probing traversal, and a NUL would make open() raise ValueError.
+        if "\0" in decoded or ".." in decoded.replace("\\", "/").split("/"):
+            return False
+        target = os.path.realpath(self.translate_path(self.path))
+        # realpath follows symlinks, so a link to /etc lands outside the root.
+        return target == self._root or target.startswith(self._root + os.sep)
+
+    # -- faults ---------------------------------------------------------------
+
+    def _inject(self, fault: str) -> None:
+        if fault == "teapot":
+            self.send_error(HTTPStatus.IM_A_TEAPOT, "I'm a Teapot")
+        elif fault == "unavailable":
+            self._send_error_page(
+                HTTPStatus.SERVICE_UNAVAILABLE, headers=(("Retry-After", "1"),)
+            )
+        elif fault == "html":
+            self._send_bytes(HTTPStatus.OK, "text/html; charset=utf-8", _HTML_PAGE)
+        elif fault == "reset":
+            self._reset()
+        elif fault in ("truncate", "stall"):
+            head, body = self._render()
+            self.close_connection = True
+            if fault == "truncate":
+                self.wfile.write(head + body[: len(body) // 2])
+            else:
+                self.wfile.write(head)
+                time.sleep(self.server.options.stall)
+        else:  # pragma: no cover - ServerOptions rejects unknown kinds
+            raise ValueError(f"unknown fault {fault!r}")
+
+    def _render(self) -> tuple[bytes, bytes]:
+        """Produce the normal response in memory; return (headers, body)."""
+        real, buffer = self.wfile, io.BytesIO()
+        self.wfile = buffer
+        try:
+            f = self.send_head()
+            if f is not None:
+                with f:
+                    shutil.copyfileobj(f, buffer)
+        finally:
+            self.wfile = real
+        head, sep, body = buffer.getvalue().partition(b"\r\n\r\n")
+        return head + sep, body
+
+    def _reset(self) -> None:
+        # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+        self.connection.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        self.close_connection = True
+        self._status = "reset"
+        self.server.stats.count_response("reset")
+        # The socket only really closes once its makefile() reader is closed.
+        self.rfile.close()
+        self.connection.close()
+
+    # -- responses ------------------------------------------------------------
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._status = code
+        if self._counted:
+            self.server.stats.count_response(code)
+        super().send_response(code, message)
+
+    def send_error(
+        self, code: int, message: str | None = None, explain: str | None = None
+    ) -> None:
+        """Like the base class, but keep the connection alive when it is safe."""
+        self._send_error_page(code, message, explain)
+
+    def _send_error_page(
+        self,
+        code: int,
+        message: str | None = None,
+        explain: str | None = None,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        short, long = self.responses.get(code, ("???", "???"))
+        message = short if message is None else message
+        explain = long if explain is None else explain
+        self.log_error("code %d, message %s", code, message)
+        self.send_response(code, message)
+        # The base class always closes after an error; that would cost 482
+        # reconnections in a run over AA..ZZ. Only errors raised while parsing
+        # the request (the stream may be out of sync) still close it.
+        if not self._in_method:
+            self.send_header("Connection", "close")
+        for name, value in headers:
+            self.send_header(name, value)
+        content = self.error_message_format % {
+            "code": code,
+            "message": html.escape(message, quote=False),
+            "explain": html.escape(explain, quote=False),
+        }
+        body = content.encode("utf-8", "replace")
+        self.send_header("Content-Type", self.error_content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_bytes(
+        self,
+        status: int,
+        content_type: str,
+        body: bytes,
+        *,
+        head: bool = False,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _send_stats(self, *, head: bool) -> None:
+        server = self.server
+        data = {"server": server.kind, "seed": server.seed, **server.stats.snapshot()}
+        body = json.dumps(data).encode() + b"\n"
+        self._send_bytes(
+            HTTPStatus.OK,
+            "application/json",
+            body,
+            head=head,
+            headers=(("Cache-Control", "no-store"),),
+        )
+
+    def _method_not_allowed(self) -> None:
+        self._send_error_page(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            f"Method {self.command} not allowed",
+            headers=(("Allow", _ALLOWED),),
+        )
+
+    # Known methods get 405 + Allow; unknown ones keep the base class's 501. Both
+    # close the connection: a request body we never read may follow.
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
+    do_TRACE = do_CONNECT = _method_not_allowed
+
+    # -- logging --------------------------------------------------------------
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # Replaced by the one book-style line per request written in _serve.
+        pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Protocol-level events (bad request lines, 405s, idle timeouts) are
+        # noise under load; show them only with --log, and never for GET/HEAD,
+        # which get their own line.
+        if format.startswith("Request timed out"):
+            return  # an idle keep-alive connection expiring is the normal case
+        if self.server.options.log and not self._in_method:
+            line = f"{self.address_string()} - {format % args}"
+            self.server.write_log(line)
+
+    def _log_line(self, path: str, plan: Planned, *, head: bool) -> None:
+        label = _label(path)
+        if head:
+            line = f"{label} HEAD {self._status}"
+        else:
+            line = f"{label} delay: {plan.delay:.2f}s {self._status}"
+            if plan.fault is not None and plan.fault != "reset":
+                line += f" {plan.fault}"
+        self.server.write_log(line)

@@ -1,0 +1,274 @@
+"""The server object and its lifetime: bind, serve in threads, stop cleanly.
+
+`FlagServer` is a `ThreadingHTTPServer` of one kind (``local``, ``delay`` or
+``error``) with a listen backlog big enough for a thousand simultaneous
+connections, daemon handler threads (Ctrl-C never waits for a sleeping request)
+and no traceback when a client goes away. Embedding one in a program or a test::
+
+    >>> from servers.options import ServerOptions
+    >>> from servers.server import FlagServer, serve_in_thread
+    >>> server = FlagServer("delay", ServerOptions(seed=7, max_delay=1), port=0)
+    >>> thread = serve_in_thread(server)
+    >>> server.base_url
+    'http://127.0.0.1:43211/flags'
+    >>> server.shutdown(); server.server_close()
+
+`open_servers` binds several at once with one-line errors, and
+`serve_until_stopped` runs them until Ctrl-C, SIGTERM or a stop event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from http.server import ThreadingHTTPServer
+from socketserver import TCPServer
+from types import FrameType
+from typing import Any, TextIO
+
+from servers.handler import FlagRequestHandler
+from servers.options import SERVER_KINDS, ServerOptions
+from servers.plan import new_seed
+from servers.stats import Stats
+
+__all__ = [
+    "FlagServer",
+    "ServerStartError",
+    "open_servers",
+    "serve_in_thread",
+    "serve_until_stopped",
+]
+
+_QUIET_ERRNOS = {errno.EBADF, errno.ENOTCONN, errno.EPIPE, errno.ECONNRESET}
+_LOG_LOCK = threading.Lock()  # shared by all servers so log lines never interleave
+
+
+class ServerStartError(Exception):
+    """A server could not start; the message is one line, fit for stderr."""
+
+
+class FlagServer(ThreadingHTTPServer):
+    """One bundled server: `kind` decides the delays and faults, `options` the rest."""
+
+    # The stdlib's 5 loses connections as soon as a client opens a few hundred at
+    # once; the kernel caps this at net.core.somaxconn (4096 on current Linux).
+    request_queue_size = 1024
+    daemon_threads = True
+    # Otherwise server_close() joins every handler thread, including one
+    # sleeping through a 15 s stall.
+    block_on_close = False
+
+    def __init__(
+        self,
+        kind: str,
+        options: ServerOptions,
+        *,
+        port: int = 0,
+        log_stream: TextIO | None = None,
+    ) -> None:
+        if kind not in SERVER_KINDS:
+            raise ValueError(f"unknown server kind {kind!r}")
+        self.kind = kind
+        self.options = options
+        self.seed = options.seed if options.seed is not None else new_seed()
+        self.root = os.path.realpath(options.directory)
+        self.stats = Stats()
+        self._log_stream = log_stream
+        self._seen: dict[str, int] = {}
+        self._seen_lock = threading.Lock()
+        family, address = _resolve(options.bind, port)
+        self.address_family = family
+        super().__init__(address, FlagRequestHandler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            # `--bind ::` should accept IPv4 too, as the book's DualStackServer does.
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        # Skip HTTPServer.server_bind: its socket.getfqdn() can hang for seconds
+        # on a machine without working reverse DNS.
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful after asking for port 0)."""
+        return int(self.server_address[1])
+
+    @property
+    def root_url(self) -> str:
+        """URL of the served folder's root, e.g. ``http://127.0.0.1:8001``."""
+        host = str(self.server_address[0])
+        # A wildcard address is not somewhere a client can connect to.
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The BASE_URL a flags client uses, e.g. ``http://127.0.0.1:8001/flags``."""
+        return f"{self.root_url}/flags"
+
+    def next_nth(self, path: str) -> int:
+        """Return how many GETs of `path` came before this one, and count it."""
+        with self._seen_lock:
+            nth = self._seen.get(path, 0)
+            self._seen[path] = nth + 1
+        return nth
+
+    def write_log(self, line: str) -> None:
+        """Write one log line to the log stream (stderr unless given)."""
+        stream = self._log_stream if self._log_stream is not None else sys.stderr
+        with _LOG_LOCK:
+            print(line, file=stream, flush=True)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        # Clients that give up (timeouts, Ctrl-C, a closed pool) are routine in a
+        # load test, not bugs: no traceback for them.
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        if isinstance(exc, OSError) and exc.errno in _QUIET_ERRNOS:
+            return
+        super().handle_error(request, client_address)
+
+
+def _resolve(bind: str, port: int) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
+    try:
+        infos = socket.getaddrinfo(
+            bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ServerStartError(f"cannot bind to {bind!r}: {exc.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def open_servers(
+    kinds_ports: Sequence[tuple[str, int]],
+    options: ServerOptions,
+    *,
+    log_stream: TextIO | None = None,
+) -> list[FlagServer]:
+    """Bind one server per (kind, port), all sharing `options` and one seed.
+
+    Raises `ServerStartError` with a one-line message (and closes any server
+    already bound) if a port is taken or the address is unusable.
+    """
+    if options.seed is None:
+        # One seed for the group, so the banner shows a single replayable number.
+        from dataclasses import replace
+
+        options = replace(options, seed=new_seed())
+    servers: list[FlagServer] = []
+    try:
+        for kind, port in kinds_ports:
+            try:
+                servers.append(
+                    FlagServer(kind, options, port=port, log_stream=log_stream)
+                )
+            except OSError as exc:
+                raise ServerStartError(
+                    _bind_message(kind, options.bind, port, exc)
+                ) from None
+    except BaseException:
+        for server in servers:
+            server.server_close()
+        raise
+    return servers
+
+
+def _bind_message(kind: str, bind: str, port: int, exc: OSError) -> str:
+    where = f"{bind}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} is already in use on {bind} (needed by the {kind.upper()}"
+            " server); stop what is using it or choose another --port"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"permission denied to listen on {where} (ports below 1024 need privileges)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot bind to {bind!r}: not an address of this machine"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def serve_in_thread(
+    server: FlagServer, *, poll_interval: float = 0.2
+) -> threading.Thread:
+    """Run ``server.serve_forever`` in a daemon thread and return the thread."""
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": poll_interval},
+        name=f"flags2-{server.kind}-{server.port}",
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    # SIGTERM (kill, systemd, launch.background) should stop as cleanly as Ctrl-C.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve_until_stopped(
+    servers: Sequence[FlagServer],
+    *,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve until Ctrl-C, SIGTERM or `stop` is set; then shut every server down.
+
+    `on_ready` runs once the servers serve and SIGTERM is handled: announce them
+    there, so whoever reads the announcement can already stop them cleanly.
+    Returns normally in all three cases; the servers are closed on return.
+    """
+    stop = stop if stop is not None else threading.Event()
+    threads = [serve_in_thread(server) for server in servers]
+    try:
+        with _sigterm_as_interrupt():
+            try:
+                if on_ready is not None:
+                    on_ready()
+                # A timed wait keeps the main thread responsive to signals.
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+    finally:
+        # shutdown() waits up to a poll interval; in parallel, that is paid once.
+        stoppers = [threading.Thread(target=server.shutdown) for server in servers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+        for server in servers:
+            server.server_close()
+        for thread in threads:
+            thread.join(timeout=2)

@@ -1,0 +1,129 @@
+"""Every fault kind as an httpx2 client sees it, and what goes over the wire."""
+
+from __future__ import annotations
+
+import io
+import re
+import socket
+import time
+
+import httpx2 as httpx
+import pytest
+
+from servers.options import data_dir, parse_faults
+from servers.server import FlagServer
+from servers.testing import ServerFactory, raw_request, read_response
+
+GIF = "/flags/br/br.gif"
+
+
+def _faulty(start_server: ServerFactory, kind: str, **overrides: object) -> FlagServer:
+    return start_server("error", error_rate=1.0, faults=parse_faults(kind), **overrides)
+
+
+def test_teapot(start_server: ServerFactory) -> None:
+    server = _faulty(start_server, "teapot")
+    with httpx.Client(base_url=server.root_url) as client:
+        response = client.get(GIF)
+        with pytest.raises(httpx.HTTPStatusError, match="418 I'm a Teapot"):
+            response.raise_for_status()
+        assert response.reason_phrase == "I'm a Teapot"
+        assert int(response.headers["content-length"]) == len(response.content)
+        assert client.get(GIF).status_code == 418  # same connection still usable
+        assert client.get("/_stats").json()["connections"] == 1
+
+
+def test_unavailable_sends_retry_after(start_server: ServerFactory) -> None:
+    server = _faulty(start_server, "unavailable")
+    with httpx.Client(base_url=server.root_url) as client:
+        response = client.get(GIF)
+    assert response.status_code == 503
+    assert response.reason_phrase == "Service Unavailable"
+    assert response.headers["retry-after"] == "1"
+
+
+def test_reset_is_a_read_error(start_server: ServerFactory) -> None:
+    server = _faulty(start_server, "reset")
+    with (
+        httpx.Client(base_url=server.root_url) as client,
+        pytest.raises(httpx.ReadError),
+    ):
+        client.get(GIF)
+    # On the wire: a TCP RST and not a single byte of response.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"GET {GIF} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        with pytest.raises(ConnectionResetError):
+            sock.recv(100)
+    stats = server.stats.snapshot()
+    assert stats["requests"] == {"reset": 2}
+    assert stats["faults"] == {"reset": 2}
+
+
+def test_truncate_sends_half_the_body(start_server: ServerFactory) -> None:
+    server = _faulty(start_server, "truncate")
+    with (
+        httpx.Client(base_url=server.root_url) as client,
+        pytest.raises(
+            httpx.RemoteProtocolError,
+            match="closed connection without sending complete",
+        ),
+    ):
+        client.get(GIF)
+    whole = (data_dir() / "flags/br/br.gif").read_bytes()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"GET {GIF} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        reader = sock.makefile("rb")
+        head = read_response(reader)
+        reader.close()
+    assert head.status == 200
+    assert head.headers["content-length"] == str(len(whole))
+    assert head.body == whole[: len(whole) // 2]  # then EOF
+
+
+def test_stall_sends_headers_then_nothing(start_server: ServerFactory) -> None:
+    server = _faulty(start_server, "stall", stall=1.0)
+    timeout = httpx.Timeout(5.0, read=0.3)
+    with httpx.Client(base_url=server.root_url, timeout=timeout) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            client.get(GIF)
+        assert time.monotonic() - started < 1.0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"GET {GIF} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(4096)
+        sock.settimeout(0.3)
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and body == b""
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # the body never comes while the stall lasts
+
+
+def test_html_is_a_200_with_an_html_page(start_server: ServerFactory) -> None:
+    server = _faulty(start_server, "html")
+    with httpx.Client(base_url=server.root_url) as client:
+        response = client.get(GIF)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert not response.content.startswith(b"GIF8")
+    assert "<html" in response.text
+
+
+def test_faults_spare_head_and_stats(start_server: ServerFactory) -> None:
+    server = _faulty(start_server, "reset")
+    assert raw_request(server.port, GIF, "HEAD").status == 200
+    assert raw_request(server.port, "/_stats").status == 200
+
+
+def test_log_lines_are_book_style(start_server: ServerFactory) -> None:
+    log = io.StringIO()
+    server = _faulty(start_server, "teapot", log=True, log_stream=log)
+    raw_request(server.port, GIF)
+    raw_request(server.port, "/flags/br/metadata.json")
+    lines = log.getvalue().splitlines()
+    assert re.fullmatch(r"BR delay: \d\.\d\ds 418 teapot", lines[0])
+    assert re.fullmatch(
+        r"/flags/br/metadata\.json delay: \d\.\d\ds 418 teapot", lines[1]
+    )
+    assert len(lines) == 2

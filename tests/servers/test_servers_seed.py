@@ -1,0 +1,109 @@
+"""Seeded determinism: the same seed answers the same requests the same way."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import defaultdict
+
+import httpx2 as httpx
+
+from servers.options import parse_faults
+from servers.plan import planned
+from servers.server import FlagServer
+from servers.testing import ServerFactory
+
+FAULTS = "teapot,unavailable,reset,truncate,html"
+PATHS = [
+    "/flags/br/br.gif",
+    "/flags/cn/cn.gif",
+    "/flags/zz/zz.gif",
+    "/flags/br/metadata.json",
+]
+SEQUENCE = [PATHS[i % 4] for i in (0, 1, 0, 2, 3, 0, 1, 1, 2, 3, 0, 2, 1, 3, 3, 0)] * 2
+_LINE = re.compile(r"(\S+) delay: (\d+\.\d\d)s (\S+)(?: (\S+))?")
+
+
+def _start(start_server: ServerFactory, seed: int) -> tuple[FlagServer, io.StringIO]:
+    log = io.StringIO()
+    server = start_server(
+        "error",
+        seed=seed,
+        error_rate=0.5,
+        faults=parse_faults(FAULTS),
+        max_delay=0.01,
+        log=True,
+        log_stream=log,
+    )
+    return server, log
+
+
+def _outcomes(server: FlagServer, paths: list[str]) -> list[str]:
+    """What a client observes for each request, in order."""
+    seen = []
+    with httpx.Client(base_url=server.root_url) as client:
+        for path in paths:
+            try:
+                response = client.get(path)
+            except httpx.TransportError as exc:
+                seen.append(type(exc).__name__)
+            else:
+                seen.append(
+                    f"{response.status_code} {response.headers['content-type']}"
+                )
+    return seen
+
+
+def _per_path(paths: list[str], values: list[str]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for path, value in zip(paths, values, strict=True):
+        grouped[path].append(value)
+    return dict(grouped)
+
+
+def test_same_seed_same_answers(start_server: ServerFactory) -> None:
+    server_a, log_a = _start(start_server, 11)
+    server_b, log_b = _start(start_server, 11)
+    seen_a = _outcomes(server_a, SEQUENCE)
+    seen_b = _outcomes(server_b, SEQUENCE)
+    assert seen_a == seen_b
+    assert log_a.getvalue() == log_b.getvalue()  # same delays, same faults
+    assert len(set(seen_a)) >= 4  # the sequence does exercise several faults
+
+
+def test_different_seed_different_answers(start_server: ServerFactory) -> None:
+    server_a, log_a = _start(start_server, 11)
+    server_b, log_b = _start(start_server, 12)
+    _outcomes(server_a, SEQUENCE)
+    _outcomes(server_b, SEQUENCE)
+    assert log_a.getvalue() != log_b.getvalue()
+
+
+def test_arrival_order_changes_nothing_per_path(start_server: ServerFactory) -> None:
+    server_a, _ = _start(start_server, 11)
+    server_b, _ = _start(start_server, 11)
+    shuffled = SEQUENCE[::-1][3:] + SEQUENCE[::-1][:3]
+    seen_a = _per_path(SEQUENCE, _outcomes(server_a, SEQUENCE))
+    seen_b = _per_path(shuffled, _outcomes(server_b, shuffled))
+    assert seen_a == seen_b
+
+
+def test_server_does_what_planned_says(start_server: ServerFactory) -> None:
+    server, log = _start(start_server, 11)
+    _outcomes(server, SEQUENCE)
+    nth: dict[str, int] = defaultdict(int)
+    for path, line in zip(SEQUENCE, log.getvalue().splitlines(), strict=True):
+        plan = planned(11, "error", path, nth[path], server.options)
+        nth[path] += 1
+        match = _LINE.fullmatch(line)
+        assert match is not None, line
+        assert float(match[2]) == round(plan.delay, 2)
+        fault = match[4] or ("reset" if match[3] == "reset" else None)
+        assert fault == plan.fault
+
+
+def test_quiet_by_default(start_server: ServerFactory) -> None:
+    log = io.StringIO()
+    server = start_server("error", error_rate=1.0, log_stream=log)
+    _outcomes(server, PATHS)
+    assert log.getvalue() == ""
