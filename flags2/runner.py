@@ -95,19 +95,25 @@ def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
     if not serve or kind is None:
         yield
         return
-    from servers.launch import background, is_listening
+    from servers.launch import LaunchError, background, is_listening
 
     host, port = _host_port(settings.base_url)
     if is_listening(host, port):
         yield
         return
-    with background([kind], port=port) as running:
-        print(
-            f"flags2: nothing answered on {host}:{port}, so the bundled "
-            f"{settings.server} server runs for this command (seed {running.seed});"
-            " --no-serve turns this off",
-            file=sys.stderr,
-        )
+    with contextlib.ExitStack() as stack:
+        try:
+            running = stack.enter_context(background([kind], port=port))
+        except LaunchError as exc:  # every flag will then say why it failed
+            print(f"flags2: could not start the bundled server: {exc}", file=sys.stderr)
+        else:
+            seeded = f" (seed {running.seed})" if kind != "local" else ""
+            print(
+                f"flags2: nothing answered on {host}:{port}, so the bundled "
+                f"{settings.server} server{seeded} runs for this command;"
+                " --no-serve turns this off",
+                file=sys.stderr,
+            )
         yield
 
 
