@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+import sys
 import threading
 from pathlib import Path
 
@@ -58,3 +60,34 @@ def test_thread_pool_does_not_wait_for_work_in_flight_on_ctrl_c() -> None:
         assert queued.cancelled() or queued.running()
     finally:
         release.set()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_counts_every_outcome(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    tracker = Tracker(["AA", "BB", "CC"], Settings(base_url="http://x", dest=dest))
+    with tracker.running():
+        tracker.record(FlagResult("AA", DownloadStatus.OK))
+        tracker.record(FlagResult("BB", DownloadStatus.NOT_FOUND))
+        tracker.record(FlagResult("CC", DownloadStatus.ERROR, error="boom"))
+    drawn = terminal.getvalue()
+    assert "3/3" in drawn
+    assert "OK=1 404=1 errors=1" in drawn
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    tracker = Tracker(["AA"], Settings(base_url="http://x", dest=dest))
+    with tracker.running():
+        tracker.record(FlagResult("AA", DownloadStatus.OK))
+    assert pipe.getvalue() == ""
