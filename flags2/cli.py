@@ -224,6 +224,182 @@ def serve(ctx: typer.Context) -> None:
     raise typer.Exit(serve_main(list(ctx.args), prog="flags2 serve"))
 
 
+_BENCH_MODES = "sequential,threadpool,asyncio"
+
+
+@app.command(no_args_is_help=False)
+def bench(
+    cc: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="CC",
+            help="Country codes or letters: one code set of the matrix.",
+            show_default=False,
+        ),
+    ] = None,
+    all_cc: Annotated[
+        bool, typer.Option("-a", "--all", help="Add the 194 codes AD..ZW as a set.")
+    ] = False,
+    every: Annotated[
+        bool, typer.Option("-e", "--every", help="Add all 676 codes AA..ZZ as a set.")
+    ] = False,
+    limit: LimitOpt = None,
+    modes: Annotated[
+        str | None,
+        typer.Option(
+            "--modes",
+            metavar="LIST",
+            help=f"Comma list of modes (default {_BENCH_MODES}); curl too, with --url.",
+            show_default=False,
+        ),
+    ] = None,
+    server_kinds: Annotated[
+        str | None,
+        typer.Option(
+            "--servers",
+            metavar="LIST",
+            help="Comma list of bundled servers: local, delay, error (default delay).",
+            show_default=False,
+        ),
+    ] = None,
+    max_req: Annotated[
+        str | None,
+        typer.Option(
+            "-m",
+            "--max-req",
+            "--max_req",
+            metavar="LIST",
+            help="Comma list of -m values, e.g. 5,30,1000 (default: each mode's).",
+            show_default=False,
+        ),
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option("--repeat", metavar="N", help="Runs per cell.")
+    ] = 3,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            metavar="N",
+            help="Seed of the servers' delays and faults (default: random, printed).",
+            show_default=False,
+        ),
+    ] = None,
+    min_delay: Annotated[
+        float,
+        typer.Option("--min-delay", metavar="S", help="DELAY/ERROR shortest delay."),
+    ] = 0.1,
+    max_delay: Annotated[
+        float,
+        typer.Option("--max-delay", metavar="S", help="DELAY/ERROR longest delay."),
+    ] = 0.4,
+    error_rate: Annotated[
+        float,
+        typer.Option("--error-rate", metavar="RATE", help="ERROR: share faulted, 0-1."),
+    ] = 0.25,
+    faults: Annotated[
+        str,
+        typer.Option(
+            "--faults", metavar="KINDS", help="ERROR: fault kinds, e.g. teapot,reset."
+        ),
+    ] = "teapot",
+    retries: RetriesOpt = 0,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            metavar="URL",
+            help="Bench an external server at this base URL instead (no ideal).",
+            show_default=False,
+        ),
+    ] = None,
+    json: Annotated[
+        Path | None,
+        typer.Option("--json", metavar="PATH", help="Write every result as JSON."),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", metavar="PATH", help="Draw a timeline (.png or .svg; matplotlib)."
+        ),
+    ] = None,
+) -> None:
+    """Compare the modes: a matrix of runs, each in its own process, vs the ideal.
+
+    Each run gets a fresh bundled server seeded alike, so every mode meets the
+    same delays, and the best possible time (ideal) is known. With no CC, -a,
+    -e, -l, --modes or -m, the demo runs: POP20 in each mode at its default -m,
+    then threadpool and asyncio over -e at -m 1000 (under a minute on 2 cores).
+    """
+    from flags2 import bench as bench_mod
+    from servers.options import ServerOptions, parse_faults
+    from servers.plan import new_seed
+
+    if repeat < 1:
+        _usage_error(f"--repeat must be >= 1, not {repeat}")
+    if seed is not None and seed < 0:
+        _usage_error(f"--seed must be >= 0, not {seed}")
+    if limit is not None and limit < 1:
+        _usage_error("-l/--limit N must be >= 1")
+    if not timeout > 0:
+        _usage_error(f"--timeout must be a positive number of seconds, not {timeout}")
+    if retries < 0:
+        _usage_error(f"--retries must be >= 0, not {retries}")
+    if url is not None:
+        if server_kinds is not None:
+            _usage_error("--url and --servers exclude each other")
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            _usage_error(f"--url {url!r}: not an http(s):// base URL")
+        url = url.rstrip("/")
+    for path, what in ((json, "--json"), (plot, "--plot")):
+        if path is not None and not path.parent.is_dir():
+            _usage_error(f"{what}: folder {str(path.parent)!r} does not exist")
+    if plot is not None:
+        from flags2.plot import SUFFIXES, PlotUnavailable, check_available
+
+        if plot.suffix.lower() not in SUFFIXES:
+            _usage_error(f"--plot {str(plot)!r}: the name must end in .png or .svg")
+        try:
+            check_available()
+        except PlotUnavailable as exc:
+            print(f"flags2 bench: {exc}", file=sys.stderr)
+            raise typer.Exit(_EXIT_USAGE) from None
+    try:
+        options = ServerOptions(
+            seed=new_seed() if seed is None else seed,
+            min_delay=min_delay,
+            max_delay=max_delay,
+            error_rate=error_rate,
+            faults=parse_faults(faults),
+        )
+        demo = not (cc or all_cc or every or limit or modes or max_req)
+        kinds = ["url"] if url else bench_mod.parse_servers(server_kinds or "delay")
+        if demo:
+            cells = bench_mod.demo_cells(kinds)
+        else:
+            cells = bench_mod.matrix(
+                bench_mod.parse_modes(modes or _BENCH_MODES, url=url),
+                kinds,
+                bench_mod.parse_max_req(max_req) if max_req else None,
+                bench_mod.code_sets(cc or [], all_cc, every, limit),
+            )
+    except ValueError as exc:
+        _usage_error(str(exc))
+    settings = bench_mod.BenchSettings(
+        cells=cells,
+        server=options,
+        repeat=repeat,
+        retries=retries,
+        timeout=timeout,
+        url=url,
+        json_path=json,
+        plot_path=plot,
+    )
+    raise typer.Exit(bench_mod.run_bench(settings))
+
+
 class _UsageError(typer.BadParameter):
     """A bad value, said in one line of our own words (exit status 2)."""
 

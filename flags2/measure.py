@@ -1,0 +1,182 @@
+"""Run a command and measure it from outside: its wall time and its own peak memory.
+
+The obvious way, ``Popen`` then ``os.wait4`` for the child's ``ru_maxrss``,
+measures the wrong process on Linux: ``exec`` folds the high-water mark of the
+address space it replaces into the child's ``maxrss``, and Python spawns with
+``vfork``, whose replaced address space is the parent's. From a 45 MiB bench,
+``/bin/true`` would seem to need 45 MiB, and curl as much as flags2. So the
+children are spawned and reaped by a tiny helper interpreter (``python -I -S``,
+about 9 MiB), and that helper's footprint is the floor of what is measured::
+
+    >>> with Spawner() as spawner:
+    ...     m = spawner.run(["true"], env={}, stdout=out, stderr=err)
+    >>> m.status, round(m.peak_rss_mib)
+    (0, 9)
+
+The helper ignores Ctrl-C (the bench decides); the child gets SIGINT as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = ["Measured", "Spawner"]
+
+_GRACE = 2.0  # seconds a child gets to stop after Ctrl-C before SIGKILL
+
+# Kept to the standard library's cheapest modules: whatever the helper imports
+# raises the floor under every measurement.
+_HELPER = """\
+import json, os, signal, sys, time
+# Children get SIGINT as the bench got it: default, unless it was ignored.
+inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+sigdef = [] if inherited == signal.SIG_IGN else [signal.SIGINT]
+for line in sys.stdin:
+    job = json.loads(line)
+    write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, job["stdout"], write, 0o600),
+        (os.POSIX_SPAWN_OPEN, 2, job["stderr"], write, 0o600),
+    ]
+    t0 = time.perf_counter()
+    try:
+        pid = os.posix_spawnp(job["argv"][0], job["argv"], job["env"],
+                              file_actions=actions, setsigdef=sigdef)
+    except OSError as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+        continue
+    print(json.dumps({"pid": pid}), flush=True)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    print(json.dumps({"status": os.waitstatus_to_exitcode(status),
+                      "wall": wall, "maxrss": usage.ru_maxrss}), flush=True)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """How one command went, seen from outside."""
+
+    status: int
+    """Exit status; minus the signal number if a signal ended it."""
+    wall: float
+    """Seconds from spawn to exit: start-up and shutdown included."""
+    peak_rss_mib: float
+    """The command's own peak resident memory, MiB (never below the helper's)."""
+
+
+def _mib(maxrss: int) -> float:
+    # ru_maxrss is in KiB on Linux and the BSDs, in bytes on macOS.
+    return maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+class Spawner:
+    """A helper process that runs commands one at a time and measures each."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Spawner:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _HELPER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        stdout: Path,
+        stderr: Path,
+    ) -> Measured:
+        """Run `argv` to completion, its output going to the two files.
+
+        Raises OSError if the command cannot be started (not found, say).
+        """
+        job = {"argv": list(argv), "env": dict(env),
+               "stdout": str(stdout), "stderr": str(stderr)}  # fmt: skip
+        self._send(job)
+        started = self._receive()
+        if "error" in started:
+            raise OSError(started["error"])
+        pid = int(started["pid"])
+        try:
+            done = self._receive()
+        except BaseException:  # Ctrl-C: the child must not outlive us
+            self._abandon(pid)
+            raise
+        return Measured(int(done["status"]), float(done["wall"]), _mib(done["maxrss"]))
+
+    def _send(self, job: dict[str, Any]) -> None:
+        if self._proc is None or self._proc.stdin is None:
+            raise RuntimeError("Spawner used outside its with block")
+        self._proc.stdin.write(json.dumps(job) + "\n")
+        self._proc.stdin.flush()
+
+    def _receive(self) -> dict[str, Any]:
+        assert self._proc is not None and self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the measuring helper process died")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def _abandon(self, pid: int) -> None:
+        # The terminal's Ctrl-C reached the child too, but a SIGINT sent to the
+        # bench alone did not: pass it on, then insist.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+        if not self._close():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self._kill()
+
+    def _close(self) -> bool:
+        """Let the helper finish (EOF on its stdin); False if it did not in time."""
+        proc = self._proc
+        if proc is None:
+            return True
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=_GRACE)
+        except subprocess.TimeoutExpired:
+            return False
+        self._finish()
+        return True
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._proc is not None and self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._proc = None

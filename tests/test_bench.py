@@ -1,0 +1,254 @@
+"""``flags2 bench``: the matrix, tiny real runs end to end, and bad options."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from flags2 import bench
+from flags2.cli import app
+from flags2.cli import bench as bench_command
+from flags2.measure import Spawner
+from servers.launch import background
+
+runner = CliRunner()
+
+CODES = ["BR", "CN", "DE", "JP", "ZZ"]  # 4 flags and one 404
+TINY = ["--min-delay", "0.05", "--max-delay", "0.15", "--repeat", "1"]
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def invoke(*args: str) -> Result:
+    return runner.invoke(app, ["bench", *args])
+
+
+def error_line(result: Result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    return lines[-1]
+
+
+# -- the matrix ----------------------------------------------------------------
+
+
+def test_demo_is_pop20_in_each_mode_then_every_code_at_1000() -> None:
+    cells = bench.demo_cells(["delay"])
+    got = [(c.mode, c.max_req, c.concurrency, c.codes.label) for c in cells]
+    assert got == [
+        ("sequential", 1, 1, "POP20"),
+        ("threadpool", 30, 20, "POP20"),
+        ("asyncio", 5, 5, "POP20"),
+        ("threadpool", 1000, 676, "-e"),
+        ("asyncio", 1000, 676, "-e"),
+    ]
+
+
+def test_matrix_crosses_everything_once() -> None:
+    sets = bench.code_sets(["b"], False, True, None)
+    assert [(s.label, len(s.codes)) for s in sets] == [("B", 26), ("-e", 676)]
+    cells = bench.matrix(["sequential", "asyncio"], ["delay", "error"], [5, 30], sets)
+    # sequential is one run whatever -m: 2 servers x 2 sets x (1 + 2 asyncio -m)
+    assert len(cells) == 12
+    assert {c.concurrency for c in cells if c.mode == "sequential"} == {1}
+    assert {c.concurrency for c in cells if c.codes.label == "B"} == {1, 5, 26}
+
+
+def test_limit_applies_to_every_set_and_shows_in_its_label() -> None:
+    sets = bench.code_sets([], True, False, 100)
+    assert sets[0].label == "-a -l 100" and sets[0].args == ("-a", "-l", "100")
+    assert len(sets[0].codes) == 100
+
+
+def test_curl_is_capped_like_curl_caps_itself() -> None:
+    sets = bench.code_sets([], False, True, None)
+    cells = bench.matrix(["curl"], ["url"], [1000], sets)
+    assert (cells[0].max_req, cells[0].concurrency) == (1000, 300)
+
+
+def test_cli_defaults_are_the_benchs() -> None:
+    params = inspect.signature(bench_command).parameters
+    assert params["min_delay"].default == bench.DEFAULT_MIN_DELAY
+    assert params["max_delay"].default == bench.DEFAULT_MAX_DELAY
+    assert params["repeat"].default == bench.DEFAULT_REPEAT
+
+
+# -- end to end ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def delay_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Result, dict[str, Any], Path]:
+    folder = tmp_path_factory.mktemp("bench")
+    record, picture = folder / "bench.json", folder / "timeline.png"
+    plot = ["--plot", str(picture)] if HAS_MATPLOTLIB else []
+    args = [*CODES, "--modes", "sequential,asyncio", "--seed", "3", *TINY]
+    result = invoke(*args, "--json", str(record), *plot)
+    return result, json.loads(record.read_text()), picture
+
+
+def test_tiny_bench_prints_a_row_per_cell(
+    delay_run: tuple[Result, dict[str, Any], Path],
+) -> None:
+    result, _, _ = delay_run
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("flags2 bench: 2 cells x 1 runs; seed 3 (replay")
+    assert lines[1].split()[:5] == ["mode", "server", "-m", "codes", "OK/404/err"]
+    assert lines[2].split()[:6] == ["sequential", "DELAY", "1", "BR", "CN", "DE"]
+    assert lines[3].split()[:3] == ["asyncio", "DELAY", "5"]
+    assert "4/1/0" in lines[2] and "4/1/0" in lines[3]
+
+
+def test_tiny_bench_json_has_every_field(
+    delay_run: tuple[Result, dict[str, Any], Path],
+) -> None:
+    _, data, _ = delay_run
+    assert data["seed"] == 3
+    assert set(data["machine"]) >= {"python", "cpu_count", "platform"}
+    rows = data["rows"]
+    assert [(r["mode"], r["server"], r["max_req"]) for r in rows] == [
+        ("sequential", "DELAY", 1),
+        ("asyncio", "DELAY", 5),
+    ]
+    for row in rows:
+        assert row["codes"] == "BR CN DE JP ZZ"
+        assert row["counts"] == {"OK": 4, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0}
+        assert 0 < row["efficiency"] <= 1.05
+        assert row["ideal"] > 0 and row["median_elapsed"] > 0
+        assert 0 < row["peak_rss_mib"] < 500
+        assert len(row["runs"]) == 1
+        run = row["runs"][0]
+        assert run["mode"] == row["mode"] and run["concurrency"] == row["max_req"]
+        assert [f["cc"] for f in run["flags"]] == CODES
+    sequential, asyncio = rows
+    assert sequential["speedup"] == 1.0
+    assert asyncio["speedup"] > 2  # 5 requests at once vs one after the other
+    assert sequential["peak_in_flight"] == 1
+    assert asyncio["peak_in_flight"] == 5  # the server saw all five at once
+
+
+@pytest.mark.skipif(
+    not HAS_MATPLOTLIB, reason="matplotlib not installed (flags2[plot])"
+)
+def test_tiny_bench_draws_its_timeline(
+    delay_run: tuple[Result, dict[str, Any], Path],
+) -> None:
+    _, _, picture = delay_run
+    assert picture.read_bytes().startswith(b"\x89PNG") and picture.stat().st_size > 5000
+
+
+def test_error_server_errors_are_the_faults_it_injected(tmp_path: Path) -> None:
+    record = tmp_path / "bench.json"
+    common = [*CODES, "--modes", "asyncio", "--servers", "error", "--seed", "3"]
+    common += [*TINY, "--error-rate", "0.5", "--json", str(record)]
+    result = invoke(*common)
+    assert result.exit_code == 0, result.output  # expected: the plan faults 3
+    row = json.loads(record.read_text())["rows"][0]
+    assert (
+        row["counts"]["ERROR"] == row["faults_injected"] == row["planned_errors"] == 3
+    )
+    retried = invoke(*common, "--retries", "4")
+    assert retried.exit_code == 0, retried.output
+    row = json.loads(record.read_text())["rows"][0]
+    assert row["counts"]["ERROR"] == row["planned_errors"] == 0
+    assert row["faults_injected"] >= 3
+    assert row["runs"][0]["flags"][0]["attempts"] > 1  # BR was faulted first
+
+
+def test_unexpected_errors_exit_1(closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/flags"
+    result = invoke("BR", "CN", "--url", url, "--modes", "asyncio", "--repeat", "1")
+    assert result.exit_code == 1, result.output
+    row = result.output.splitlines()[2]
+    assert "0/0/2 !" in row and "URL" in row
+    assert "errors beyond those the seeded plan makes unavoidable" in result.output
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_url_with_curl_shows_the_ratio_to_curl(tmp_path: Path) -> None:
+    record = tmp_path / "bench.json"
+    with background(["local"]) as local:
+        result = invoke(
+            *CODES, "--url", local.urls["local"], "--modes", "asyncio,curl",
+            "--repeat", "1", "--json", str(record),
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "vs curl" in result.output.splitlines()[1]
+    asyncio, curl = json.loads(record.read_text())["rows"]
+    assert curl["mode"] == "curl" and curl["max_req"] == 30 and curl["concurrency"] == 5
+    assert curl["counts"] == asyncio["counts"] == {
+        "OK": 4, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0,
+    }  # fmt: skip
+    assert asyncio["vs_curl"] > 0 and asyncio["ideal"] is None
+    assert asyncio["efficiency"] is None and asyncio["peak_in_flight"] is None
+
+
+# -- bad options ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--repeat", "0"], "--repeat must be >= 1"),
+        (["--modes", "trio"], "--modes: unknown mode 'trio'"),
+        (["--modes", "curl"], "--modes curl needs --url"),
+        (["--servers", "remote"], "--servers: unknown server 'remote'"),
+        (["-m", "5,x"], "--max-req: 'x' is not an integer"),
+        (["-m", "0"], "--max-req: each value must be >= 1"),
+        (["--min-delay", "2", "--max-delay", "1"], "max delay (1) is below"),
+        (["--faults", "gremlins"], "unknown fault 'gremlins'"),
+        (["--url", "ftp://host/flags"], "not an http(s):// base URL"),
+        (["--url", "http://h/flags", "--servers", "delay"], "exclude each other"),
+        (["--plot", "timeline.pdf"], "must end in .png or .svg"),
+        (["--json", "/no/such/folder/b.json"], "does not exist"),
+        (["--seed", "-1"], "--seed must be >= 0"),
+        (["1x"], "invalid country code '1x'"),
+        (["--timeout", "0"], "--timeout must be a positive number"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    line = error_line(result)
+    assert line.startswith("Error: ") and message in line, result.output
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    result = invoke("--plot", str(tmp_path / "t.png"))
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "flags2 bench: --plot needs matplotlib: pip install 'flags2[plot]'"
+    ]
+
+
+# -- measuring a child ---------------------------------------------------------
+
+
+def test_peak_memory_is_the_childs_own_not_the_benchs(tmp_path: Path) -> None:
+    out, err = tmp_path / "out", tmp_path / "err"
+    python = [sys.executable, "-I", "-S", "-c"]
+    with Spawner() as spawner:
+        small = spawner.run([*python, "pass"], env={}, stdout=out, stderr=err)
+        big = spawner.run(
+            [*python, "b = b'x' * (64 * 2**20)"], env={}, stdout=out, stderr=err
+        )
+        failed = spawner.run(
+            [*python, "raise SystemExit(3)"], env={}, stdout=out, stderr=err
+        )
+        with pytest.raises(OSError):
+            spawner.run(["no-such-command-here"], env={}, stdout=out, stderr=err)
+    assert small.status == big.status == 0 and failed.status == 3
+    assert small.peak_rss_mib < 25  # however big this pytest process is
+    assert big.peak_rss_mib - small.peak_rss_mib > 60
+    assert 0 < small.wall < 5

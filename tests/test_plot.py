@@ -1,0 +1,60 @@
+"""The timeline picture: written, non-empty, and a clear hint without matplotlib."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flags2.plot import INSTALL_HINT, Panel, PlotUnavailable, check_available
+
+
+def flag(cc: str, status: str, started: float, finished: float) -> dict[str, Any]:
+    return {"cc": cc, "status": status, "started": started, "finished": finished}
+
+
+SEQUENTIAL = Panel(
+    "sequential DELAY -m 1 POP3",
+    [flag("BR", "OK", 0.0, 0.3), flag("CN", "OK", 0.3, 0.5),
+     flag("ZZ", "NOT_FOUND", 0.5, 0.9)],
+    ideal=0.85,
+)  # fmt: skip
+CONCURRENT = Panel(
+    "asyncio DELAY -m 1000 -e",
+    [flag(f"A{c}", "ERROR" if c == "Q" else "OK", 0.01, 0.1 + i / 100)
+     for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ")],
+    ideal=0.3,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_timeline_is_written_and_not_empty(tmp_path: Path, suffix: str) -> None:
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    from flags2.plot import draw_timeline
+
+    path = tmp_path / f"timeline{suffix}"
+    draw_timeline([SEQUENTIAL, CONCURRENT], path)
+    data = path.read_bytes()
+    assert len(data) > 5000
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG")
+    else:
+        assert b"<svg" in data[:1000]
+
+
+def test_nothing_to_draw_is_an_error(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    from flags2.plot import draw_timeline
+
+    with pytest.raises(ValueError, match="nothing to draw"):
+        draw_timeline([], tmp_path / "t.png")
+
+
+def test_missing_matplotlib_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(PlotUnavailable, match=INSTALL_HINT.replace("[", r"\[")):
+        check_available()
