@@ -1,15 +1,26 @@
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from flags2.clients import CONNECTIONS_PER_CLIENT, split_slots
+from flags2.clients import (
+    CONNECTIONS_PER_CLIENT,
+    AsyncPlainHTTPTransport,
+    PlainHTTPTransport,
+    _lean,
+    split_slots,
+)
 from flags2.status import DownloadStatus
-from tests.conftest import RunFn
+from servers.testing import running
+from tests.conftest import RunFn, flag_bytes
 
 
 @pytest.mark.parametrize("concurrency", [1, 5, 31, 32, 33, 100, 999, 1000])
@@ -54,3 +65,99 @@ def test_every_slot_is_used_at_once_without_waiting_for_the_pool(
     tracker = run_mode(codes, concurrency=len(codes), timeout=10.0)
     assert tracker.counter[DownloadStatus.NOT_FOUND] == len(codes)
     assert rendezvous.peak == len(codes)
+
+
+# -- the lean plain-http transport ---------------------------------------------
+
+_GIF = flag_bytes("BR")
+
+
+def _chunked(body: bytes, size: int = 1000) -> bytes:
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
+    chunks = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in parts)
+    return chunks + b"0\r\nX-Trailer: yes\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(_GIF),
+        # No Content-Length: the body runs until the server closes.
+        b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n\r\n" + _GIF,
+        b"HTTP/1.0 200 OK\r\nContent-Type: image/gif\r\n\r\n" + _GIF,
+        # An interim answer comes before the real one.
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_GIF) + _GIF,
+    ],
+    ids=["chunked", "until-close", "http-1.0", "100-continue"],
+)
+def test_every_body_framing_gives_the_exact_flag(
+    raw_server: Callable[[bytes], str], run_mode: RunFn, dest: Path, answer: bytes
+) -> None:
+    result = run_mode(["BR"], base_url=raw_server(answer)).results["BR"]
+    assert (result.status, result.bytes) == (DownloadStatus.OK, len(_GIF))
+    assert (dest / "BR.gif").read_bytes() == _GIF
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nGIF89a",
+         "RemoteProtocolError"),
+        (b"", "Server disconnected without sending a response."),
+        (b"SPDY/9 200 OK\r\n\r\n", "malformed status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "bad Content-Length"),
+    ],
+    ids=["truncated-chunk", "no-answer", "bad-status-line", "bad-length"],
+)  # fmt: skip
+def test_broken_answers_are_protocol_errors(
+    raw_server: Callable[[bytes], str],
+    run_mode: RunFn,
+    dest: Path,
+    answer: bytes,
+    message: str,
+) -> None:
+    result = run_mode(["BR"], base_url=raw_server(answer)).results["BR"]
+    assert result.status is DownloadStatus.ERROR
+    assert result.error is not None and message in result.error
+    assert "RemoteProtocolError" in result.error
+    assert list(dest.iterdir()) == []
+
+
+def test_connections_are_kept_alive_and_reused(run_mode: RunFn, dest: Path) -> None:
+    codes = ["BR", "CN", "IN", "US", "ZZ"]
+    with running("local") as server:
+        tracker = run_mode(codes, base_url=server.base_url, concurrency=1)
+        stats = server.stats.snapshot()
+    assert tracker.counter[DownloadStatus.OK] == 4
+    assert tracker.counter[DownloadStatus.NOT_FOUND] == 1
+    assert stats["connections"] == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(
+    raw_server: Callable[[bytes], str],
+) -> None:
+    # The raw server announces no `Connection: close` but hangs up after each
+    # answer, as a server whose keep-alive timeout expired would.
+    answer = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
+    url = raw_server(answer) + "/zz/zz.gif"
+    with httpx.Client(transport=PlainHTTPTransport()) as client:
+        assert [client.get(url).status_code for _ in range(3)] == [404] * 3
+
+    async def three() -> list[int]:
+        async with httpx.AsyncClient(transport=AsyncPlainHTTPTransport()) as client:
+            return [(await client.get(url)).status_code for _ in range(3)]
+
+    assert asyncio.run(three()) == [404] * 3
+
+
+def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert _lean("http://127.0.0.1:8000/flags")
+    assert not _lean("https://www.fluentpython.com/data/flags")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    assert not _lean("http://127.0.0.1:8000/flags")
