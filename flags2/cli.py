@@ -75,7 +75,7 @@ _SERVER_HELP = (
 CcArg = Annotated[
     list[str] | None,
     typer.Argument(
-        metavar="CC",
+        metavar="[CC]...",
         help="Country code or 1st letter (eg. B for BA...BZ). "
         "Default: top 20 countries by population.",
         show_default=False,
@@ -232,7 +232,7 @@ def bench(
     cc: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="CC",
+            metavar="[CC]...",
             help="Country codes or letters: one code set of the matrix.",
             show_default=False,
         ),

@@ -76,6 +76,7 @@ def run(
         final_report(tracker)
         if tracker.counter[DownloadStatus.ERROR]:
             _hint_if_down(settings, serve)
+        human.flush()  # the report lands before the JSON, even on a shared tty
     if json_path is not None:
         _write_json(run_record(tracker, mode), json_path)
     if tracker.interrupted:

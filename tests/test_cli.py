@@ -175,7 +175,8 @@ def test_json_record_describes_the_run(
 
 
 def test_json_to_stdout_is_pure_json(httpserver: HTTPServer, dest: Path) -> None:
-    result = runner.invoke(
+    separate = CliRunner(mix_stderr=False)  # stdout must hold the JSON alone
+    result = separate.invoke(
         app,
         [
             "download",
