@@ -546,6 +546,9 @@ def _banner(settings: BenchSettings, cells: Sequence[Cell]) -> str:
     )
 
 
+_SETTLE = 0.3  # seconds between runs against an external server
+
+
 def run_bench(settings: BenchSettings, *, out: TextIO | None = None) -> int:
     """Run the matrix, print the table, write ``--json`` and ``--plot``.
 
@@ -576,6 +579,11 @@ def run_bench(settings: BenchSettings, *, out: TextIO | None = None) -> int:
                         bar.set_description_str(_describe(row.cell), refresh=False)
                     run = _run_once(row.cell, settings, Path(work), spawner)
                     row.runs.append(run)
+                    if settings.url is not None:
+                        # An external server is still closing the last run's
+                        # connections (676 of them at -e): let it, or the next
+                        # run, whoever it is, pays for them.
+                        time.sleep(_SETTLE)
                     if bar is not None:
                         bar.update()
     except KeyboardInterrupt:
