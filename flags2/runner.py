@@ -77,11 +77,11 @@ def run(
         if tracker.counter[DownloadStatus.ERROR]:
             _hint_if_down(settings, serve)
         human.flush()  # the report lands before the JSON, even on a shared tty
-    if json_path is not None:
-        _write_json(run_record(tracker, mode), json_path)
+    written = json_path is None or _write_json(run_record(tracker, mode), json_path)
     if tracker.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_ERRORS if tracker.counter[DownloadStatus.ERROR] else EXIT_OK
+    failed = tracker.counter[DownloadStatus.ERROR] or not written
+    return EXIT_ERRORS if failed else EXIT_OK
 
 
 def _host_port(base_url: str) -> tuple[str, int]:
@@ -132,9 +132,17 @@ def _hint_if_down(settings: Settings, serve: bool) -> None:
     print(f"hint: nothing answers at {settings.base_url}; {advice}", file=sys.stderr)
 
 
-def _write_json(record: dict[str, object], json_path: str) -> None:
+def _write_json(record: dict[str, object], json_path: str) -> bool:
     text = json.dumps(record, indent=2) + "\n"
     if json_path == "-":
         sys.stdout.write(text)
-    else:
+        return True
+    try:
         Path(json_path).write_text(text, encoding="utf-8")
+    except OSError as exc:  # the flags are saved; say what was not
+        print(
+            f"flags2: could not write --json {json_path}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return False
+    return True

@@ -282,3 +282,17 @@ def test_json_into_a_missing_folder_is_refused(
     )
     assert code == 2
     assert "--json: folder" in out
+
+
+def test_json_that_cannot_be_written_is_one_line_and_exit_1(
+    httpserver: HTTPServer, tmp_path: Path, dest: Path
+) -> None:
+    serve_flags(httpserver, ["BR"])
+    folder = tmp_path / "a-folder"
+    folder.mkdir()  # a folder where the file should be: writing it fails
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(dest),
+                         "--json", str(folder))  # fmt: skip
+    assert code == 1
+    assert f"flags2: could not write --json {folder}: Is a directory" in out
+    assert "Traceback" not in out
+    assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
