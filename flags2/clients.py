@@ -34,10 +34,10 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, SupportsIndex
 from urllib.request import getproxies
 
 import httpx2 as httpx
@@ -59,6 +59,13 @@ _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 200
 _CHUNK = 65536
 _NO_BODY_STATUSES = frozenset({204, 304})
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+# A stale keep-alive connection is retried on a fresh one only for methods
+# that are safe to send twice.
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+_TOKEN = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
 
 
 def split_slots(
@@ -102,18 +109,31 @@ def _lean(base_url: str) -> bool:
 class _Head:
     """A parsed response head and how its body is framed."""
 
-    __slots__ = ("chunked", "headers", "keep_alive", "length", "reason", "status")
+    __slots__ = (
+        "chunked",
+        "headers",
+        "keep_alive",
+        "length",
+        "reason",
+        "status",
+        "version",
+    )
 
     def __init__(self, lines: list[bytes], method: bytes) -> None:
         version, _, rest = lines[0].rstrip(b"\r\n").partition(b" ")
         code, _, reason = rest.partition(b" ")
-        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        if (
+            version not in (b"HTTP/1.0", b"HTTP/1.1")
+            or len(code) != 3
+            or not code.isdigit()
+        ):
             raise httpx.RemoteProtocolError(f"malformed status line: {lines[0]!r}")
+        self.version = version
         self.status = int(code)
         self.reason = reason.strip()
         headers: list[tuple[bytes, bytes]] = []
         length: int | None = None
-        chunked = False
+        chunked = until_close = False
         close = version == b"HTTP/1.0"
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
@@ -123,11 +143,17 @@ class _Head:
             headers.append((name, value))
             lname = name.lower()
             if lname == b"content-length":
-                if not value.isdigit() or (length is not None and int(value) != length):
+                if (
+                    not value.isdigit()
+                    or len(value) > 18
+                    or (length is not None and int(value) != length)
+                ):
                     raise httpx.RemoteProtocolError(f"bad Content-Length: {value!r}")
                 length = int(value)
             elif lname == b"transfer-encoding":
-                chunked = value.lower().endswith(b"chunked")
+                codings = [t.strip() for t in value.lower().split(b",")]
+                chunked = codings[-1] == b"chunked"
+                until_close = not chunked  # another coding: the close ends it
             elif lname == b"connection":
                 tokens = {t.strip() for t in value.lower().split(b",")}
                 if b"close" in tokens:
@@ -137,7 +163,9 @@ class _Head:
         self.headers = headers
         if method == b"HEAD" or self.status in _NO_BODY_STATUSES:
             chunked, length = False, 0
-        elif chunked:
+        elif chunked or until_close:
+            if length is not None or until_close:  # RFC 9112: do not reuse it
+                close = True
             length = None
         elif length is None:
             close = True  # the body runs until the server closes
@@ -152,21 +180,27 @@ class _Head:
 
 
 def _request_head(request: httpx.Request) -> bytes:
-    url = request.url
-    head = [request.method.encode("ascii") + b" " + url.raw_path + b" HTTP/1.1"]
-    head += [name + b": " + value for name, value in request.headers.raw]
-    data = b"\r\n".join(head) + b"\r\n\r\n"
-    if b"\r\n\r\n" in data[:-4] or b"\n\n" in data:
-        raise httpx.LocalProtocolError("illegal line break in the request head")
-    return data
+    method = request.method.encode("ascii")
+    if not method or not _TOKEN.issuperset(method):
+        raise httpx.LocalProtocolError(f"Illegal method {method!r}")
+    head = [method + b" " + request.url.raw_path + b" HTTP/1.1"]
+    for name, value in request.headers.raw:
+        # As h11 does: a CR or LF here would inject headers or a whole request.
+        if (
+            not name
+            or not _TOKEN.issuperset(name)
+            or any(c in value for c in b"\r\n\0")
+        ):
+            raise httpx.LocalProtocolError(f"Illegal header {name!r}: {value!r}")
+        head.append(name + b": " + value)
+    return b"\r\n".join(head) + b"\r\n\r\n"
 
 
 def _chunk_size(line: bytes) -> int:
     size = line.split(b";", 1)[0].strip()
-    try:
-        return int(size, 16)
-    except ValueError:
-        raise httpx.RemoteProtocolError(f"malformed chunk size: {line!r}") from None
+    if not size or len(size) > 16 or not _HEX.issuperset(size):
+        raise httpx.RemoteProtocolError(f"malformed chunk size: {line!r}")
+    return int(size, 16)
 
 
 def _incomplete(received: int, expected: int | None) -> httpx.RemoteProtocolError:
@@ -182,7 +216,7 @@ def _disconnected() -> httpx.RemoteProtocolError:
 
 
 def _extensions(head: _Head) -> dict[str, Any]:
-    return {"http_version": b"HTTP/1.1", "reason_phrase": head.reason}
+    return {"http_version": head.version, "reason_phrase": head.reason}
 
 
 def _timeouts(request: httpx.Request) -> dict[str, float | None]:
@@ -214,7 +248,17 @@ class _Conn:
     def idle_and_open(self) -> bool:
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
-        return not poller.poll(0)  # readable while idle: closed, or garbage
+        if poller.poll(0):
+            return False  # readable while idle: closed, or garbage
+        # Bytes the buffer already holds are not seen by poll: a stray 408, say.
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(0.0)
+        try:
+            return not self.file.peek(1)
+        except OSError:
+            return False
+        finally:
+            self.sock.settimeout(timeout)
 
     def close(self) -> None:
         self.file.close()
@@ -302,7 +346,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         method = request.method.encode("ascii")
         while True:
             conn = self._checkout(key)
-            reused = conn is not None
+            reused = conn is not None and method in _IDEMPOTENT
             if conn is None:
                 conn = self._connect(key, timeouts.get("connect"))
             try:
@@ -414,12 +458,24 @@ class PlainHTTPTransport(httpx.BaseTransport):
 # -- async ---------------------------------------------------------------------
 
 
+class _Reader(asyncio.StreamReader):
+    """A StreamReader that notices bytes arriving while its connection is idle."""
+
+    idle = False
+    dirty = False
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        if self.idle:
+            self.dirty = True  # a late 408 or garbage: never read it as an answer
+        super().feed_data(data)
+
+
 class _AsyncConn:
     __slots__ = ("key", "reader", "writer")
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
+        reader: _Reader,
         writer: asyncio.StreamWriter,
         key: tuple[str, int],
     ) -> None:
@@ -434,7 +490,8 @@ class _AsyncConn:
             raise httpx.RemoteProtocolError("line too long in the response") from None
 
     def idle_and_open(self) -> bool:
-        return not (self.reader.at_eof() or self.writer.is_closing())
+        reader = self.reader
+        return not (reader.dirty or reader.at_eof() or self.writer.is_closing())
 
     def close(self) -> None:
         self.writer.close()
@@ -540,7 +597,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
         method = request.method.encode("ascii")
         while True:
             conn = self._checkout(key)
-            reused = conn is not None
+            reused = conn is not None and method in _IDEMPOTENT
             if conn is None:
                 conn = await self._connect(key, timeouts.get("connect"))
             try:
@@ -578,25 +635,30 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
             if reused:
                 raise _Stale from exc
             raise httpx.WriteError(str(exc)) from exc
+        read = timeouts.get("read")
+
+        async def readline() -> bytes:
+            async with asyncio.timeout(read):  # per read, as httpx times them
+                return await conn.readline()
+
         try:
-            async with asyncio.timeout(timeouts.get("read")):
-                while True:
-                    line = await conn.readline()
+            while True:
+                line = await readline()
+                if not line:
+                    if reused:
+                        raise _Stale
+                    raise _disconnected()
+                reused = False
+                lines = [line]
+                while (line := await readline()) not in (b"\r\n", b"\n"):
                     if not line:
-                        if reused:
-                            raise _Stale
                         raise _disconnected()
-                    reused = False
-                    lines = [line]
-                    while (line := await conn.readline()) not in (b"\r\n", b"\n"):
-                        if not line:
-                            raise _disconnected()
-                        if len(lines) > _MAX_HEADERS:
-                            raise httpx.RemoteProtocolError("too many response headers")
-                        lines.append(line.rstrip(b"\r\n"))
-                    head = _Head(lines, method)
-                    if not head.interim:
-                        return head
+                    if len(lines) > _MAX_HEADERS:
+                        raise httpx.RemoteProtocolError("too many response headers")
+                    lines.append(line.rstrip(b"\r\n"))
+                head = _Head(lines, method)
+                if not head.interim:
+                    return head
         except TimeoutError:
             raise httpx.ReadTimeout("timed out") from None
         except OSError as exc:
@@ -618,7 +680,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
 
     async def _open_connection(
         self, key: tuple[str, int]
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    ) -> tuple[_Reader, asyncio.StreamWriter]:
         loop = asyncio.get_running_loop()
         addresses = await self._resolve(loop, key)
         error: OSError | None = None
@@ -633,38 +695,48 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                     raise
                 error = exc
                 continue
-            # asyncio sets TCP_NODELAY on TCP sockets it wraps.
-            return await asyncio.open_connection(sock=sock, limit=_MAX_LINE)
+            # asyncio.open_connection, with our reader; asyncio sets TCP_NODELAY.
+            reader = _Reader(limit=_MAX_LINE, loop=loop)
+            protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+            transport, _ = await loop.create_connection(
+                lambda: protocol,  # noqa: B023 - used at once, inside this iteration
+                sock=sock,
+            )
+            return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
         # anyio's words, which httpx's own transport gave for the same failure.
         raise OSError("All connection attempts failed") from error
 
     async def _resolve(
         self, loop: asyncio.AbstractEventLoop, key: tuple[str, int]
     ) -> list[Any]:
-        future = self._addresses.get(key)
-        if future is None:
-            future = self._addresses[key] = loop.create_future()
-            try:
-                found: list[Any] = await loop.getaddrinfo(*key, type=socket.SOCK_STREAM)
-            except BaseException as exc:
-                del self._addresses[key]
-                future.set_exception(exc)
-                future.exception()  # retrieved: a lone lookup must not warn
-                raise
-            future.set_result(found)
-        return await asyncio.shield(future) if not future.done() else future.result()
+        # One lookup per host for the whole run, in a task of its own: a caller
+        # cancelled while waiting (its connect timeout) cancels only its wait.
+        lookup = self._addresses.get(key)
+        if lookup is None:
+            lookup = self._addresses[key] = asyncio.ensure_future(
+                loop.getaddrinfo(*key, type=socket.SOCK_STREAM)
+            )
+
+            def forget_failure(done: asyncio.Future[list[Any]]) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    self._addresses.pop(key, None)
+
+            lookup.add_done_callback(forget_failure)
+        return await asyncio.shield(lookup)
 
     def _checkout(self, key: tuple[str, int]) -> _AsyncConn | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if conn.idle_and_open():
+                conn.reader.idle = False
                 return conn
             self._discard(conn)
         return None
 
     def _release(self, conn: _AsyncConn, *, reuse: bool) -> None:
         if reuse and not self._closed:
+            conn.reader.idle = True
             self._idle.setdefault(conn.key, []).append(conn)
         else:
             self._discard(conn)

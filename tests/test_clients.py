@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -108,8 +111,15 @@ def test_every_body_framing_gives_the_exact_flag(
         (b"", "Server disconnected without sending a response."),
         (b"SPDY/9 200 OK\r\n\r\n", "malformed status line"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 40 + b"\r\n\r\n",
+         "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+         "malformed chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x6\r\n",
+         "malformed chunk size"),
     ],
-    ids=["truncated-chunk", "no-answer", "bad-status-line", "bad-length"],
+    ids=["truncated-chunk", "no-answer", "bad-status-line", "bad-length",
+         "huge-length", "negative-chunk", "0x-chunk"],
 )  # fmt: skip
 def test_broken_answers_are_protocol_errors(
     raw_server: Callable[[bytes], str],
@@ -161,3 +171,60 @@ def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
     assert not _lean("https://www.fluentpython.com/data/flags")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     assert not _lean("http://127.0.0.1:8000/flags")
+
+
+def test_header_values_cannot_inject_lines() -> None:
+    url = "http://127.0.0.1:9/flags/br/br.gif"  # never reached: refused before
+    headers = {"X-A": "1\r\nX-Injected: yes"}
+    with (
+        httpx.Client(transport=PlainHTTPTransport()) as client,
+        pytest.raises(httpx.LocalProtocolError, match="Illegal header"),
+    ):
+        client.get(url, headers=headers)
+
+    async def send() -> None:
+        async with httpx.AsyncClient(transport=AsyncPlainHTTPTransport()) as client:
+            await client.get(url, headers=headers)
+
+    with pytest.raises(httpx.LocalProtocolError, match="Illegal header"):
+        asyncio.run(send())
+
+
+@pytest.fixture
+def late_408() -> Iterator[str]:
+    """Answers 404, then, idle, a stray 408 and a hang-up (some servers do)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno")
+            time.sleep(0.1)
+            conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+            time.sleep(0.5)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/flags/zz/zz.gif"
+    listener.close()
+
+
+def test_bytes_sent_while_idle_are_never_read_as_the_next_answer(late_408: str) -> None:
+    with httpx.Client(transport=PlainHTTPTransport()) as client:
+        first = client.get(late_408).status_code
+        time.sleep(0.3)  # the stray 408 has arrived on the idle connection
+        second = client.get(late_408).status_code
+    assert (first, second) == (404, 404)
+
+    async def twice() -> tuple[int, int]:
+        async with httpx.AsyncClient(transport=AsyncPlainHTTPTransport()) as client:
+            first = (await client.get(late_408)).status_code
+            await asyncio.sleep(0.3)
+            return first, (await client.get(late_408)).status_code
+
+    assert asyncio.run(twice()) == (404, 404)
