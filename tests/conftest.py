@@ -128,7 +128,9 @@ def raw_server() -> Iterator[Callable[[bytes], str]]:
 
         server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()  # a short poll: shutdown() waits for it, in every test
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/flags"
 
