@@ -764,22 +764,27 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
 # -- the pools of leases -------------------------------------------------------
 
 
+def _plan(settings: Settings) -> tuple[ssl.SSLContext, list[int], bool]:
+    """The run's TLS context, its clients' pool sizes, and whether they go lean.
+
+    The lean transport has no pool to scan, so one client holds every slot.
+    """
+    ctx = _ssl_context(settings.base_url)
+    if _lean(settings.base_url):
+        return ctx, [settings.concurrency], True
+    return ctx, split_slots(settings.concurrency), False
+
+
 class ClientPool:
     """Blocking clients for the sequential and thread-pool modes."""
 
     def __init__(self, settings: Settings) -> None:
-        ctx = _ssl_context(settings.base_url)
+        ctx, sizes, lean = _plan(settings)
         self._leases: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
         self._clients: list[httpx.Client] = []
-        if _lean(settings.base_url):
-            sizes = [settings.concurrency]
-            limits = _limits(settings.concurrency)
-            transport: PlainHTTPTransport | None = PlainHTTPTransport(
-                verify=ctx, limits=limits
-            )
-        else:
-            sizes = split_slots(settings.concurrency)
-            transport = None
+        transport = (
+            PlainHTTPTransport(verify=ctx, limits=_limits(sizes[0])) if lean else None
+        )
         for size in sizes:
             client = httpx.Client(
                 verify=ctx,
@@ -817,18 +822,14 @@ class AsyncClientPool:
     """Async clients for the asyncio mode; create it inside the event loop."""
 
     def __init__(self, settings: Settings) -> None:
-        ctx = _ssl_context(settings.base_url)
+        ctx, sizes, lean = _plan(settings)
         self._leases: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         self._clients: list[httpx.AsyncClient] = []
-        if _lean(settings.base_url):
-            sizes = [settings.concurrency]
-            limits = _limits(settings.concurrency)
-            transport: AsyncPlainHTTPTransport | None = AsyncPlainHTTPTransport(
-                verify=ctx, limits=limits
-            )
-        else:
-            sizes = split_slots(settings.concurrency)
-            transport = None
+        transport = (
+            AsyncPlainHTTPTransport(verify=ctx, limits=_limits(sizes[0]))
+            if lean
+            else None
+        )
         for size in sizes:
             client = httpx.AsyncClient(
                 verify=ctx,
