@@ -77,14 +77,6 @@ def split_slots(
     return [size + (i < extra) for i in range(n_clients)]
 
 
-def _ssl_context(base_url: str) -> ssl.SSLContext:
-    if base_url.lower().startswith("https:"):
-        return httpx.create_ssl_context()
-    # Loading the CA store costs ~35 ms per client, and a plain-http server needs
-    # none. This context still verifies, so a redirect to https fails, safely.
-    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-
-
 def _limits(size: int) -> httpx.Limits:
     return httpx.Limits(max_connections=size, max_keepalive_connections=size)
 
@@ -764,15 +756,17 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
 # -- the pools of leases -------------------------------------------------------
 
 
-def _plan(settings: Settings) -> tuple[ssl.SSLContext, list[int], bool]:
-    """The run's TLS context, its clients' pool sizes, and whether they go lean.
+def _plan(settings: Settings) -> tuple[ssl.SSLContext | bool, list[int], bool]:
+    """How the run verifies TLS, its clients' pool sizes, and whether they go lean.
 
-    The lean transport has no pool to scan, so one client holds every slot.
+    The lean transport has no pool to scan, so one client holds every slot, and
+    it hands https (a redirect, say) to httpx's own transport, created only
+    then: ``verify=True`` loads the CA store (~35 ms) only if it is needed.
+    Without it, the run's clients share one context, loaded once.
     """
-    ctx = _ssl_context(settings.base_url)
     if _lean(settings.base_url):
-        return ctx, [settings.concurrency], True
-    return ctx, split_slots(settings.concurrency), False
+        return True, [settings.concurrency], True
+    return httpx.create_ssl_context(), split_slots(settings.concurrency), False
 
 
 class ClientPool:
