@@ -171,6 +171,24 @@ class _Head:
         return 100 <= self.status < 200
 
 
+def _head_line(lines: list[bytes], line: bytes, method: bytes) -> _Head | None:
+    """Take one line of a response head; return the head once it is complete.
+
+    Both transports read lines their own way and hand them here. An interim
+    (1xx) head is dropped and `lines` starts over for the answer that follows.
+    """
+    if not line:
+        raise _disconnected()
+    if lines and line in (b"\r\n", b"\n"):
+        head = _Head(lines, method)
+        lines.clear()
+        return None if head.interim else head
+    if len(lines) > _MAX_HEADERS:
+        raise httpx.RemoteProtocolError("too many response headers")
+    lines.append(line.rstrip(b"\r\n"))
+    return None
+
+
 def _request_head(request: httpx.Request) -> bytes:
     method = request.method.encode("ascii")
     if not method or not _TOKEN.issuperset(method):
@@ -376,23 +394,14 @@ class PlainHTTPTransport(httpx.BaseTransport):
             raise httpx.WriteError(str(exc)) from exc
         try:
             sock.settimeout(timeouts.get("read"))
-            while True:
+            line = conn.readline()
+            if not line and reused:
+                raise _Stale
+            reused = False  # the server did answer: no second try now
+            lines: list[bytes] = []
+            while (head := _head_line(lines, line, method)) is None:
                 line = conn.readline()
-                if not line:
-                    if reused:
-                        raise _Stale
-                    raise _disconnected()
-                reused = False  # the server did answer: no second try now
-                lines = [line]
-                while (line := conn.readline()) not in (b"\r\n", b"\n"):
-                    if not line:
-                        raise _disconnected()
-                    if len(lines) > _MAX_HEADERS:
-                        raise httpx.RemoteProtocolError("too many response headers")
-                    lines.append(line.rstrip(b"\r\n"))
-                head = _Head(lines, method)
-                if not head.interim:
-                    return head
+            return head
         except TimeoutError:
             raise httpx.ReadTimeout("timed out") from None
         except OSError as exc:
@@ -634,23 +643,14 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                 return await conn.readline()
 
         try:
-            while True:
+            line = await readline()
+            if not line and reused:
+                raise _Stale
+            reused = False
+            lines: list[bytes] = []
+            while (head := _head_line(lines, line, method)) is None:
                 line = await readline()
-                if not line:
-                    if reused:
-                        raise _Stale
-                    raise _disconnected()
-                reused = False
-                lines = [line]
-                while (line := await readline()) not in (b"\r\n", b"\n"):
-                    if not line:
-                        raise _disconnected()
-                    if len(lines) > _MAX_HEADERS:
-                        raise httpx.RemoteProtocolError("too many response headers")
-                    lines.append(line.rstrip(b"\r\n"))
-                head = _Head(lines, method)
-                if not head.interim:
-                    return head
+            return head
         except TimeoutError:
             raise httpx.ReadTimeout("timed out") from None
         except OSError as exc:

@@ -13,6 +13,7 @@ truncated body nor count the attempts a flag took.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractContextManager
@@ -123,6 +124,7 @@ def _verdict(
     )  # fmt: skip
 
 
+@functools.cache  # one policy per run, not one per flag
 def _retrying_options(settings: Settings) -> dict[str, Any]:
     import tenacity  # only runs with --retries pay for the import
 
