@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from flags2.clients import AsyncClientPool
+from flags2.aioclients import AsyncClientPool
 from flags2.fetch import download_one_async as fetch_one
 from flags2.settings import Settings
 from flags2.status import FlagResult

@@ -14,11 +14,11 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from flags2.aioclients import AsyncPlainHTTPTransport
 from flags2.clients import (
     CONNECTIONS_PER_CLIENT,
-    AsyncPlainHTTPTransport,
     PlainHTTPTransport,
-    _lean,
+    lean_transport_fits,
     split_slots,
 )
 from flags2.status import DownloadStatus
@@ -167,10 +167,10 @@ def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
 ) -> None:
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    assert _lean("http://127.0.0.1:8000/flags")
-    assert not _lean("https://www.fluentpython.com/data/flags")
+    assert lean_transport_fits("http://127.0.0.1:8000/flags")
+    assert not lean_transport_fits("https://www.fluentpython.com/data/flags")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
-    assert not _lean("http://127.0.0.1:8000/flags")
+    assert not lean_transport_fits("http://127.0.0.1:8000/flags")
 
 
 def test_header_values_cannot_inject_lines() -> None:
