@@ -228,3 +228,38 @@ def test_bytes_sent_while_idle_are_never_read_as_the_next_answer(late_408: str) 
             return first, (await client.get(late_408)).status_code
 
     assert asyncio.run(twice()) == (404, 404)
+
+
+@pytest.fixture
+def stalled_head() -> Iterator[str]:
+    """A server that sends a status line, then nothing, and never closes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    release = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n")
+            release.wait(10)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/flags"
+    release.set()
+    listener.close()
+
+
+def test_a_head_that_stops_after_its_status_line_times_out(
+    stalled_head: str, run_mode: RunFn, dest: Path
+) -> None:
+    started = time.perf_counter()
+    result = run_mode(["BR"], base_url=stalled_head, timeout=0.3).results["BR"]
+    assert time.perf_counter() - started < 3
+    assert result.status is DownloadStatus.ERROR
+    assert result.error is not None and "ReadTimeout" in result.error
+    assert list(dest.iterdir()) == []
