@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 from flags2 import __version__
 from flags2.codes import POP20_CC, expand_cc_args
 from flags2.ideal import IdealRun, ideal_run, makespan
-from flags2.measure import TIME_WAIT_NOTE_AT, Spawner, time_wait_sockets
+from flags2.measure import Spawner
 from flags2.runner import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK, MODES, load_mode
 from flags2.settings import DEFAULT_TIMEOUT
 from servers.launch import LaunchError
@@ -564,7 +564,6 @@ def run_bench(settings: BenchSettings, *, out: TextIO | None = None) -> int:
         )
         cells = [c for c in cells if c.mode != CURL]
     print(_banner(settings, cells), file=out, flush=True)
-    tw_start = time_wait_sockets()
     rows = [Row(cell, ideal=_ideal(cell, settings)) for cell in cells]
     started = time.perf_counter()
     bar = _progress(len(rows) * settings.repeat)
@@ -596,19 +595,10 @@ def run_bench(settings: BenchSettings, *, out: TextIO | None = None) -> int:
         if bar is not None:
             bar.close()
     rows = [row for row in rows if row.runs]
-    tw_end = time_wait_sockets()
     _compare(rows)
     if rows:
         for line in format_table(rows, settings):
             print(line, file=out)
-    if tw_start is not None and tw_start >= TIME_WAIT_NOTE_AT:
-        print(
-            f"note: {tw_start} TCP connections were in TIME_WAIT when the bench"
-            " started; connect() slows as they pile up, so runs that open many"
-            " connections (-e, curl) are slower than on a quiet machine. They"
-            " clear within a minute.",
-            file=out,
-        )
     took = time.perf_counter() - started
     print(f"bench took {took:.1f}s", file=out)
     _report_crashes(rows)
@@ -616,9 +606,7 @@ def run_bench(settings: BenchSettings, *, out: TextIO | None = None) -> int:
         print("flags2 bench: interrupted; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
     if settings.json_path is not None:
-        record = bench_record(rows, settings)
-        record["time_wait"] = {"start": tw_start, "end": tw_end}
-        text = json.dumps(record, indent=2) + "\n"
+        text = json.dumps(bench_record(rows, settings), indent=2) + "\n"
         settings.json_path.write_text(text, encoding="utf-8")
     if settings.plot_path is not None:
         _plot(rows, settings.plot_path, out)

@@ -24,20 +24,15 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["TIME_WAIT_NOTE_AT", "Measured", "Spawner", "time_wait_sockets"]
+__all__ = ["Measured", "Spawner"]
 
 _GRACE = 2.0  # seconds a child gets to stop after Ctrl-C before SIGKILL
-
-TIME_WAIT_NOTE_AT = 1000
-"""From this many sockets in TIME_WAIT, the bench says its figures may suffer."""
-
-_TIME_WAIT = "06"  # the state column of /proc/net/tcp
 
 # Kept to the standard library's cheapest modules: whatever the helper imports
 # raises the floor under every measurement.
@@ -185,28 +180,3 @@ class Spawner:
         if self._proc is not None and self._proc.stdout is not None:
             self._proc.stdout.close()
         self._proc = None
-
-
-def time_wait_sockets() -> int | None:
-    """How many TCP sockets are in TIME_WAIT (Linux), or None where unknown.
-
-    Each ``-e`` run leaves hundreds of closed loopback connections in TIME_WAIT
-    for a minute, and ``connect()`` slows down as they pile up: measured here, a
-    short-delay ``-e -m 1000`` run took 0.75 s with none and 2 s with 8,800, and
-    curl, whose whole run is opening connections, slowed more than flags2.
-    """
-    total, seen = 0, False
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as lines:
-                total += _count_time_wait(lines)
-        except OSError:
-            continue
-        seen = True
-    return total if seen else None
-
-
-def _count_time_wait(lines: Iterable[str]) -> int:
-    rows = iter(lines)
-    next(rows, None)  # the header
-    return sum(1 for row in rows if row.split(None, 4)[3:4] == [_TIME_WAIT])
