@@ -51,4 +51,11 @@ async def supervisor(
 
 def download_many(cc_list: Sequence[str], settings: Settings, tracker: Tracker) -> None:
     with tracker.running():
-        asyncio.run(supervisor(cc_list, settings, tracker))
+        try:
+            asyncio.run(supervisor(cc_list, settings, tracker))
+        except BaseExceptionGroup as group:
+            # The TaskGroup wraps what the loop above raised (a closed stdout,
+            # say); callers get the error itself, as from the other modes.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise

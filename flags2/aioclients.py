@@ -214,20 +214,25 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                 raise Stale from exc
             raise httpx.WriteError(str(exc)) from exc
         read = timeouts.get("read")
+        lines: list[bytes] = []
         try:
-            async with asyncio.timeout(read):
-                line = await conn.readline()
-            if not line and reused:
-                raise Stale
-            reused = False
-            lines: list[bytes] = []
-            # The rest of a head arrives with its status line or right after
-            # it: one read timeout for all of its lines, not one per line
-            # (a timer per header line was a sixth of this mode's CPU at -a).
-            async with asyncio.timeout(read):
-                while (head := head_line(lines, line, method)) is None:
+            while True:
+                # The status line may wait for the server to think: a read
+                # timeout of its own. The rest of a head comes with it or
+                # right after: one more timeout for all of its lines, not one
+                # per line (a timer per header line was a sixth of this mode's
+                # CPU at -a). A 1xx answer is followed by the real one, which
+                # gets timers of its own.
+                async with asyncio.timeout(read):
                     line = await conn.readline()
-            return head
+                if not line and reused:
+                    raise Stale
+                reused = False
+                async with asyncio.timeout(read):
+                    while (head := head_line(lines, line, method)) is None and lines:
+                        line = await conn.readline()
+                if head is not None:
+                    return head
         except TimeoutError:
             raise httpx.ReadTimeout("timed out") from None
         except OSError as exc:

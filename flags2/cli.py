@@ -9,6 +9,7 @@ This module only parses and checks; a run itself is :func:`flags2.runner.run`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import os
@@ -17,7 +18,7 @@ import tempfile
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 import typer
@@ -485,12 +486,26 @@ def _exit_now(code: int) -> NoReturn:
     the time of 40 flags. On Ctrl-C it also matters for correctness: threads
     abandoned in a blocking read would otherwise be waited for.
     """
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:  # a closed pipe: nothing more can be said
-        pass
+    if not _flushed(sys.stdout) and code == 0:
+        # What Python itself does when the last flush of stdout fails (a full
+        # disk, a reader gone): the output is incomplete, so not a success.
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                print("flags2: could not write all of the output", file=sys.stderr)
+        code = 120
+    _flushed(sys.stderr)
     os._exit(code)
+
+
+def _flushed(stream: TextIO | None) -> bool:
+    """Flush `stream` if there is one; False if what it held was lost."""
+    if stream is None:  # started with that descriptor closed
+        return True
+    try:
+        stream.flush()
+    except (OSError, ValueError):  # a closed pipe, a full disk, a closed file
+        return False
+    return True
 
 
 def main() -> NoReturn:

@@ -211,6 +211,7 @@ def late_408() -> Iterator[str]:
 
     threading.Thread(target=accept, daemon=True).start()
     yield f"http://127.0.0.1:{listener.getsockname()[1]}/flags/zz/zz.gif"
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
     listener.close()
 
 
@@ -251,6 +252,7 @@ def stalled_head() -> Iterator[str]:
     threading.Thread(target=accept, daemon=True).start()
     yield f"http://127.0.0.1:{listener.getsockname()[1]}/flags"
     release.set()
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
     listener.close()
 
 
@@ -263,3 +265,47 @@ def test_a_head_that_stops_after_its_status_line_times_out(
     assert result.status is DownloadStatus.ERROR
     assert result.error is not None and "ReadTimeout" in result.error
     assert list(dest.iterdir()) == []
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[list[tuple[float, bytes]]], str]]:
+    """A server that answers each request with (pause, bytes) steps, then closes."""
+    listeners: list[socket.socket] = []
+
+    def start(steps: list[tuple[float, bytes]]) -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def serve(conn: socket.socket) -> None:
+            with conn:
+                conn.recv(65536)
+                for pause, data in steps:
+                    time.sleep(pause)
+                    conn.sendall(data)
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}/flags"
+
+    yield start
+    for listener in listeners:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+
+
+def test_each_interim_answer_gets_its_own_read_timeout(
+    scripted: Callable[[list[tuple[float, bytes]]], str], run_mode: RunFn, dest: Path
+) -> None:
+    # Two 102s 0.3 s apart, then the flag: 0.6 s in all, every wait under the
+    # 0.5 s read timeout. httpx's own transports accept it; so must each mode.
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(_GIF), _GIF)
+    processing = b"HTTP/1.1 102 Processing\r\n\r\n"
+    url = scripted([(0, processing), (0.3, processing), (0.3, final)])
+    result = run_mode(["BR"], base_url=url, timeout=0.5).results["BR"]
+    assert (result.status, result.bytes) == (DownloadStatus.OK, len(_GIF))
+    assert (dest / "BR.gif").read_bytes() == _GIF

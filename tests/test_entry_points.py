@@ -6,12 +6,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from tests.conftest import flag_bytes, serve_flags
+
+SCRIPTS = ["flags2-sequential", "flags2-threadpool", "flags2-asyncio"]
 
 
 @pytest.mark.parametrize(
@@ -63,9 +67,7 @@ def test_usage_error_from_a_real_process_is_exit_2_without_traceback() -> None:
     assert "Error: -m/--max_req CONCURRENT must be >= 1" in proc.stderr
 
 
-@pytest.mark.parametrize(
-    "script", ["flags2-sequential", "flags2-threadpool", "flags2-asyncio"]
-)
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_a_failed_flag_exits_1_after_the_whole_report_reaches_the_pipe(
     script: str, httpserver: HTTPServer, dest: Path
 ) -> None:
@@ -91,3 +93,79 @@ def test_a_failed_flag_exits_1_after_the_whole_report_reaches_the_pipe(
     assert lines[-1].startswith("Elapsed time: ")
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in dest.iterdir()) == ["BR.gif"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_reader_that_goes_away_ends_the_run_without_a_traceback(
+    script: str, httpserver: HTTPServer, dest: Path
+) -> None:
+    # `flags2-asyncio -v ... | head -4`: the reader leaves after the initial
+    # report, so the first line that fails is a flag's, printed mid-run.
+    def slow(request: Request) -> Response:
+        time.sleep(0.3)
+        return Response(flag_bytes("BR"), content_type="image/gif")
+
+    httpserver.expect_request("/flags/br/br.gif").respond_with_handler(slow)
+    executable = shutil.which(script)
+    assert executable is not None
+    base = httpserver.url_for("/flags")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each line is written at once
+    with subprocess.Popen(
+        [executable, "BR", "-v", "-s", base, "-d", str(dest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        while (line := proc.stdout.readline()) and "will be used." not in line:
+            pass
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        returncode = proc.wait(timeout=60)
+    assert returncode == 1
+    assert "Traceback" not in stderr
+    assert not [p for p in dest.iterdir() if p.suffix == ".part"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_output_that_cannot_be_written_is_not_a_success(
+    httpserver: HTTPServer, dest: Path
+) -> None:
+    # --json - leaves the record in stdout's buffer until the very end.
+    serve_flags(httpserver, ["BR"])
+    executable = shutil.which("flags2-sequential")
+    assert executable is not None
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    base = httpserver.url_for("/flags")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [executable, "BR", "--json", "-", "-s", base, "-d", str(dest)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    assert proc.returncode == 120
+    assert "flags2: could not write all of the output" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_closed_standard_streams_keep_the_exit_status() -> None:
+    executable = shutil.which("flags2-asyncio")
+    assert executable is not None
+
+    def run(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
+        script = f'"$0" "$@" {redirect}'  # the shell closes the stream first
+        return subprocess.run(
+            ["sh", "-c", script, executable, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert run("2>&-", "-m", "0").returncode == 2
+    shown = run(">&-", "--help")
+    assert shown.returncode == 0
+    assert "Traceback" not in shown.stderr

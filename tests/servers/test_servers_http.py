@@ -214,3 +214,35 @@ def test_client_hanging_up_causes_no_traceback(
     time.sleep(0.5)
     assert raw_request(server.port, "/flags/br/br.gif").status == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("joined", [False, True])
+def test_server_close_joins_handlers_only_when_asked(joined: bool) -> None:
+    # Handler threads are started without threading.Thread for speed; a server
+    # embedded with block_on_close still gets threads server_close() waits for.
+    from servers.options import ServerOptions
+    from servers.server import FlagServer, serve_in_thread
+
+    options = ServerOptions(seed=1, min_delay=0.5, max_delay=0.5)
+    server = FlagServer("delay", options, port=0)
+    server.block_on_close = joined
+    server.daemon_threads = not joined
+    serve_in_thread(server)
+
+    def in_flight() -> int:
+        value = server.stats.snapshot()["in_flight"]
+        assert isinstance(value, int)
+        return value
+
+    with socket.create_connection(("127.0.0.1", server.port)) as conn:
+        conn.sendall(
+            b"GET /flags/br/br.gif HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        deadline = time.monotonic() + 5
+        while in_flight() < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.shutdown()
+        started = time.perf_counter()
+        server.server_close()
+        waited = time.perf_counter() - started
+    assert (waited > 0.2) is joined, waited
