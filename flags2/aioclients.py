@@ -17,13 +17,14 @@ from typing import Any, SupportsIndex
 
 import httpx2 as httpx
 
-from flags2.clients import ClientPlan, pool_limits
+from flags2.clients import ClientPlan
 from flags2.http11 import (
     CHUNK,
     IDEMPOTENT,
     MAX_LINE,
     Head,
     Stale,
+    broken,
     chunk_size,
     head_line,
     incomplete,
@@ -210,9 +211,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.WriteTimeout("timed out") from None
         except OSError as exc:
-            if reused:
-                raise Stale from exc
-            raise httpx.WriteError(str(exc)) from exc
+            raise broken(exc, reused, httpx.WriteError) from exc
         read = timeouts.get("read")
         lines: list[bytes] = []
         try:
@@ -236,9 +235,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.ReadTimeout("timed out") from None
         except OSError as exc:
-            if reused:
-                raise Stale from exc
-            raise httpx.ReadError(str(exc)) from exc
+            raise broken(exc, reused, httpx.ReadError) from exc
 
     async def _connect(self, key: tuple[str, int], timeout: float | None) -> _AsyncConn:
         try:
@@ -343,20 +340,10 @@ class AsyncClientPool:
         self._leases: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         self._clients: list[httpx.AsyncClient] = []
         transport = (
-            AsyncPlainHTTPTransport(
-                verify=plan.verify, limits=pool_limits(plan.sizes[0])
-            )
-            if plan.lean
-            else None
+            AsyncPlainHTTPTransport(**plan.lean_options()) if plan.lean else None
         )
         for size in plan.sizes:
-            client = httpx.AsyncClient(
-                verify=plan.verify,
-                limits=pool_limits(size),
-                timeout=plan.timeout,
-                follow_redirects=True,
-                transport=transport,
-            )
+            client = httpx.AsyncClient(**plan.client_options(size, transport))
             self._clients.append(client)
             for _ in range(size):
                 self._leases.put_nowait(client)

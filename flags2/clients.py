@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 from urllib.request import getproxies
 
 import httpx2 as httpx
@@ -47,6 +48,7 @@ from flags2.http11 import (
     MAX_LINE,
     Head,
     Stale,
+    broken,
     chunk_size,
     head_line,
     incomplete,
@@ -62,7 +64,6 @@ __all__ = [
     "ClientPool",
     "PlainHTTPTransport",
     "lean_transport_fits",
-    "pool_limits",
     "split_slots",
 ]
 
@@ -238,9 +239,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         except TimeoutError:
             raise httpx.WriteTimeout("timed out") from None
         except OSError as exc:
-            if reused:
-                raise Stale from exc
-            raise httpx.WriteError(str(exc)) from exc
+            raise broken(exc, reused, httpx.WriteError) from exc
         try:
             sock.settimeout(timeouts.get("read"))
             line = conn.readline()
@@ -254,9 +253,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         except TimeoutError:
             raise httpx.ReadTimeout("timed out") from None
         except OSError as exc:
-            if reused:
-                raise Stale from exc
-            raise httpx.ReadError(str(exc)) from exc
+            raise broken(exc, reused, httpx.ReadError) from exc
 
     def _connect(self, key: tuple[str, int], timeout: float | None) -> _Conn:
         try:
@@ -332,8 +329,22 @@ class ClientPlan:
         verify = httpx.create_ssl_context()
         return cls(verify, split_slots(settings.concurrency), False, timeout)
 
+    def lean_options(self) -> dict[str, Any]:
+        """A lean transport's arguments: what its https fallback is built with."""
+        return {"verify": self.verify, "limits": _limits(self.sizes[0])}
 
-def pool_limits(size: int) -> httpx.Limits:
+    def client_options(self, size: int, transport: Any) -> dict[str, Any]:
+        """One client's arguments, the same for a blocking and an async client."""
+        return {
+            "verify": self.verify,
+            "limits": _limits(size),
+            "timeout": self.timeout,
+            "follow_redirects": True,
+            "transport": transport,
+        }
+
+
+def _limits(size: int) -> httpx.Limits:
     return httpx.Limits(max_connections=size, max_keepalive_connections=size)
 
 
@@ -344,19 +355,9 @@ class ClientPool:
         plan = ClientPlan.for_run(settings)
         self._leases: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
         self._clients: list[httpx.Client] = []
-        transport = (
-            PlainHTTPTransport(verify=plan.verify, limits=pool_limits(plan.sizes[0]))
-            if plan.lean
-            else None
-        )
+        transport = PlainHTTPTransport(**plan.lean_options()) if plan.lean else None
         for size in plan.sizes:
-            client = httpx.Client(
-                verify=plan.verify,
-                limits=pool_limits(size),
-                timeout=plan.timeout,
-                follow_redirects=True,
-                transport=transport,
-            )
+            client = httpx.Client(**plan.client_options(size, transport))
             self._clients.append(client)
             for _ in range(size):
                 self._leases.put(client)

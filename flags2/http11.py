@@ -19,6 +19,7 @@ __all__ = [
     "MAX_LINE",
     "Head",
     "Stale",
+    "broken",
     "chunk_size",
     "head_line",
     "incomplete",
@@ -178,3 +179,8 @@ def request_timeouts(request: httpx.Request) -> dict[str, float | None]:
 
 class Stale(Exception):
     """A reused connection closed before answering: try a fresh one."""
+
+
+def broken(exc: OSError, reused: bool, error: type[httpx.TransportError]) -> Exception:
+    """What an OSError on a connection means: a stale reused one, or `error`."""
+    return Stale() if reused else error(str(exc))

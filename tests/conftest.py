@@ -7,8 +7,8 @@ server would, instead of its default 500.
 
 from __future__ import annotations
 
+import contextlib
 import socket
-import socketserver
 import threading
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -110,31 +110,54 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".gif"))
 
 
+Script = Callable[[list[tuple[float, bytes]]], str]
+"""Starts a scripted server from its (pause, bytes) steps; returns its base URL."""
+
+
 @pytest.fixture
-def raw_server() -> Iterator[Callable[[bytes], str]]:
-    """A server that answers every request with fixed raw bytes, then closes.
+def scripted() -> Iterator[Script]:
+    """Servers that answer each request with (pause, bytes) steps, then close.
 
-    For what well-behaved servers refuse to send, such as a body shorter than
-    its Content-Length. Call it with the bytes; it returns the base URL.
+    For what well-behaved servers refuse to send: a body shorter than its
+    Content-Length, a head that stops halfway, answers spaced out in time.
+    Pauses still running at teardown end at once.
     """
-    servers: list[socketserver.TCPServer] = []
+    listeners: list[socket.socket] = []
+    done = threading.Event()
 
-    def start(answer: bytes) -> str:
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                self.wfile.write(answer)
+    def start(steps: list[tuple[float, bytes]]) -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
 
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()  # a short poll: shutdown() waits for it, in every test
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/flags"
+        def serve(conn: socket.socket) -> None:
+            with conn, conn.makefile("rb") as request, contextlib.suppress(OSError):
+                while request.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # the client may leave first: suppressed above
+                for pause, data in steps:
+                    if done.wait(pause):
+                        return
+                    conn.sendall(data)
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}/flags"
 
     yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    done.set()
+    for listener in listeners:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes its accept() thread
+        listener.close()
+
+
+@pytest.fixture
+def raw_server(scripted: Script) -> Callable[[bytes], str]:
+    """A server that answers every request with fixed raw bytes, then closes.
+
+    Call it with the bytes; it returns the base URL.
+    """
+    return lambda answer: scripted([(0, answer)])

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2 as httpx
@@ -23,7 +21,7 @@ from flags2.clients import (
 )
 from flags2.status import DownloadStatus
 from servers.testing import running
-from tests.conftest import RunFn, flag_bytes
+from tests.conftest import RunFn, Script, flag_bytes
 
 
 @pytest.mark.parametrize("concurrency", [1, 5, 31, 32, 33, 100, 999, 1000])
@@ -191,28 +189,14 @@ def test_header_values_cannot_inject_lines() -> None:
 
 
 @pytest.fixture
-def late_408() -> Iterator[str]:
+def late_408(scripted: Script) -> str:
     """Answers 404, then, idle, a stray 408 and a hang-up (some servers do)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno")
-            time.sleep(0.1)
-            conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
-            time.sleep(0.5)
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = listener.accept()
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/flags/zz/zz.gif"
-    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
-    listener.close()
+    steps = [
+        (0, b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"),
+        (0.1, b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"),
+        (0.5, b""),
+    ]
+    return scripted(steps) + "/zz/zz.gif"
 
 
 def test_bytes_sent_while_idle_are_never_read_as_the_next_answer(late_408: str) -> None:
@@ -232,28 +216,9 @@ def test_bytes_sent_while_idle_are_never_read_as_the_next_answer(late_408: str) 
 
 
 @pytest.fixture
-def stalled_head() -> Iterator[str]:
+def stalled_head(scripted: Script) -> str:
     """A server that sends a status line, then nothing, and never closes."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    release = threading.Event()
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n")
-            release.wait(10)
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = listener.accept()
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/flags"
-    release.set()
-    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
-    listener.close()
+    return scripted([(0, b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"), (10, b"")])
 
 
 def test_a_head_that_stops_after_its_status_line_times_out(
@@ -267,39 +232,8 @@ def test_a_head_that_stops_after_its_status_line_times_out(
     assert list(dest.iterdir()) == []
 
 
-@pytest.fixture
-def scripted() -> Iterator[Callable[[list[tuple[float, bytes]]], str]]:
-    """A server that answers each request with (pause, bytes) steps, then closes."""
-    listeners: list[socket.socket] = []
-
-    def start(steps: list[tuple[float, bytes]]) -> str:
-        listener = socket.create_server(("127.0.0.1", 0))
-        listeners.append(listener)
-
-        def serve(conn: socket.socket) -> None:
-            with conn:
-                conn.recv(65536)
-                for pause, data in steps:
-                    time.sleep(pause)
-                    conn.sendall(data)
-
-        def accept() -> None:
-            with contextlib.suppress(OSError):
-                while True:
-                    conn, _ = listener.accept()
-                    threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
-        return f"http://127.0.0.1:{listener.getsockname()[1]}/flags"
-
-    yield start
-    for listener in listeners:
-        listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-
-
 def test_each_interim_answer_gets_its_own_read_timeout(
-    scripted: Callable[[list[tuple[float, bytes]]], str], run_mode: RunFn, dest: Path
+    scripted: Script, run_mode: RunFn, dest: Path
 ) -> None:
     # Two 102s 0.3 s apart, then the flag: 0.6 s in all, every wait under the
     # 0.5 s read timeout. httpx's own transports accept it; so must each mode.

@@ -18,6 +18,17 @@ from tests.conftest import flag_bytes, serve_flags
 SCRIPTS = ["flags2-sequential", "flags2-threadpool", "flags2-asyncio"]
 
 
+def _installed(command: str) -> str:
+    executable = shutil.which(command)
+    assert executable is not None, f"{command} is not installed"
+    return executable
+
+
+def _block_buffered() -> dict[str, str]:
+    """The environment, with stdout block-buffered as into any pipe."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
 @pytest.mark.parametrize(
     ("command", "connections"),
     [
@@ -32,8 +43,7 @@ def test_installed_commands_download(
     command: list[str], connections: str, httpserver: HTTPServer, dest: Path
 ) -> None:
     serve_flags(httpserver, ["BR"])
-    executable = shutil.which(command[0])
-    assert executable is not None, f"{command[0]} is not installed"
+    executable = _installed(command[0])
     proc = subprocess.run(
         [
             executable,
@@ -57,8 +67,7 @@ def test_installed_commands_download(
 
 
 def test_usage_error_from_a_real_process_is_exit_2_without_traceback() -> None:
-    executable = shutil.which("flags2-asyncio")
-    assert executable is not None
+    executable = _installed("flags2-asyncio")
     proc = subprocess.run(
         [executable, "-m", "0"], capture_output=True, text=True, timeout=60
     )
@@ -75,11 +84,9 @@ def test_a_failed_flag_exits_1_after_the_whole_report_reaches_the_pipe(
     # and every line of the report must survive that.
     serve_flags(httpserver, ["BR"])
     httpserver.expect_request("/flags/cn/cn.gif").respond_with_data("no", status=500)
-    executable = shutil.which(script)
-    assert executable is not None
+    executable = _installed(script)
     base = httpserver.url_for("/flags")
-    # Block-buffered, as stdout into a pipe is unless the environment says not.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env = _block_buffered()
     proc = subprocess.run(
         [executable, "BR", "CN", "ZZ", "-s", base, "-d", str(dest)],
         capture_output=True,
@@ -106,8 +113,7 @@ def test_a_reader_that_goes_away_ends_the_run_without_a_traceback(
         return Response(flag_bytes("BR"), content_type="image/gif")
 
     httpserver.expect_request("/flags/br/br.gif").respond_with_handler(slow)
-    executable = shutil.which(script)
-    assert executable is not None
+    executable = _installed(script)
     base = httpserver.url_for("/flags")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each line is written at once
     with subprocess.Popen(
@@ -134,9 +140,8 @@ def test_output_that_cannot_be_written_is_not_a_success(
 ) -> None:
     # --json - leaves the record in stdout's buffer until the very end.
     serve_flags(httpserver, ["BR"])
-    executable = shutil.which("flags2-sequential")
-    assert executable is not None
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    executable = _installed("flags2-sequential")
+    env = _block_buffered()
     base = httpserver.url_for("/flags")
     with open("/dev/full", "w") as full:
         proc = subprocess.run(
@@ -153,8 +158,7 @@ def test_output_that_cannot_be_written_is_not_a_success(
 
 
 def test_closed_standard_streams_keep_the_exit_status() -> None:
-    executable = shutil.which("flags2-asyncio")
-    assert executable is not None
+    executable = _installed("flags2-asyncio")
 
     def run(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
         script = f'"$0" "$@" {redirect}'  # the shell closes the stream first
