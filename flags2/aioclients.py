@@ -10,140 +10,138 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, SupportsIndex
+from typing import Any
 
 import httpx2 as httpx
 
-from flags2.clients import ClientPlan
-from flags2.http11 import (
-    CHUNK,
-    IDEMPOTENT,
-    MAX_LINE,
-    Head,
-    Stale,
-    broken,
-    chunk_size,
-    head_line,
-    incomplete,
-    request_head,
-    request_timeouts,
-    response_extensions,
-)
+from flags2.clients import ClientPlan, lean_request
+from flags2.http11 import Answer, Stale, request_head, request_timeouts
 from flags2.settings import Settings
 
 __all__ = ["AsyncClientPool", "AsyncPlainHTTPTransport"]
 
 
-class _Reader(asyncio.StreamReader):
-    """A StreamReader that notices bytes arriving while its connection is idle."""
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; ``data_received`` feeds the answer's parser.
 
-    idle = False
-    dirty = False
+    The pattern uvicorn uses: no StreamReader between the socket and the
+    parser, and one timer per exchange (moved on, not replaced, as body bytes
+    arrive). Bytes that arrive while the connection is idle (a late 408, a
+    second answer) mark it dirty: it is never lent again.
+    """
 
-    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
-        if self.idle:
-            self.dirty = True  # a late 408 or garbage: never read it as an answer
-        super().feed_data(data)
-
-
-class _AsyncConn:
-    __slots__ = ("key", "reader", "writer")
-
-    def __init__(
-        self,
-        reader: _Reader,
-        writer: asyncio.StreamWriter,
-        key: tuple[str, int],
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, key: tuple[str, int], loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
+        self.reused = False
+        self.dirty = False
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._answer: Answer | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._timeout: float | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._progress = 0
 
-    async def readline(self) -> bytes:
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        answer = self._answer
+        if answer is None:
+            self.dirty = True
+            return
         try:
-            return await self.reader.readline()
-        except ValueError:  # longer than the reader's limit
-            raise httpx.RemoteProtocolError("line too long in the response") from None
+            answer.feed(data)
+        except httpx.RemoteProtocolError as exc:
+            self._settle(exc)
+            return
+        if answer.progress > self._progress and self._timeout is not None:
+            self._progress = answer.progress
+            self._deadline = self._loop.time() + self._timeout
+        if answer.complete:
+            self._settle(None)
+
+    def eof_received(self) -> bool:
+        self._ended(None)
+        return False  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.dirty = True
+        self._ended(exc)
+
+    # -- one exchange ----------------------------------------------------------
+
+    async def exchange(self, data: bytes, timeout: float | None) -> Answer:
+        """Send a request head; return its whole answer."""
+        assert self._transport is not None
+        answer = self._answer = Answer()
+        waiter = self._waiter = self._loop.create_future()
+        self._timeout, self._progress = timeout, 0
+        self._transport.write(data)
+        if timeout is not None:
+            # A whole head within --timeout, then each gap between body bytes.
+            self._deadline = self._loop.time() + timeout
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+        try:
+            await waiter
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        return answer
+
+    def idle(self) -> None:
+        """The answer is taken: any byte from now on is unasked for."""
+        self._answer = None
+        self._waiter = None
 
     def idle_and_open(self) -> bool:
-        reader = self.reader
-        return not (reader.dirty or reader.at_eof() or self.writer.is_closing())
+        transport = self._transport
+        return not self.dirty and transport is not None and not transport.is_closing()
 
     def close(self) -> None:
-        self.writer.close()
+        self.dirty = True
+        if self._transport is not None:
+            self._transport.close()
 
+    def _on_timer(self) -> None:
+        if self._waiter is None or self._waiter.done():
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+            return
+        self._settle(httpx.ReadTimeout("timed out"))
 
-class _AsyncBody(httpx.AsyncByteStream):
-    def __init__(
-        self,
-        transport: AsyncPlainHTTPTransport,
-        conn: _AsyncConn,
-        head: Head,
-        timeout: float | None,
-    ) -> None:
-        self._transport = transport
-        self._conn = conn
-        self._head = head
-        self._timeout = timeout
-        self._done = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        head = self._head
-        if head.chunked:
-            async for data in self._chunks():
-                yield data
-        elif head.length is not None:
-            remaining = head.length
-            while remaining:
-                data = await self._read(min(remaining, CHUNK))
-                if not data:
-                    raise incomplete(head.length - remaining, head.length)
-                remaining -= len(data)
-                yield data
+    def _ended(self, exc: Exception | None) -> None:
+        answer = self._answer
+        if answer is None or self._waiter is None or self._waiter.done():
+            return
+        if self.reused and not answer.received:
+            self._settle(Stale())
+        elif exc is not None:
+            self._settle(httpx.ReadError(str(exc)))
         else:
-            while data := await self._read(CHUNK):
-                yield data
-        self._done = True
+            try:
+                answer.eof()
+            except httpx.RemoteProtocolError as error:
+                self._settle(error)
+            else:
+                self._settle(None)
 
-    async def _read(self, size: int, *, exactly: bool = False) -> bytes:
-        reader = self._conn.reader
-        try:
-            async with asyncio.timeout(self._timeout):
-                if exactly:
-                    return await reader.readexactly(size)
-                return await reader.read(size)
-        except TimeoutError:
-            raise httpx.ReadTimeout("timed out") from None
-        except asyncio.IncompleteReadError as exc:
-            raise incomplete(len(exc.partial), None) from None
-        except OSError as exc:
-            raise httpx.ReadError(str(exc)) from exc
-
-    async def _line(self) -> bytes:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._conn.readline()
-        except TimeoutError:
-            raise httpx.ReadTimeout("timed out") from None
-        except OSError as exc:
-            raise httpx.ReadError(str(exc)) from exc
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        while size := chunk_size(await self._line()):
-            yield await self._read(size, exactly=True)
-            if await self._line() not in (b"\r\n", b"\n"):
-                raise httpx.RemoteProtocolError("malformed chunk end")
-        while (line := await self._line()) not in (b"\r\n", b"\n"):
-            if not line:
-                raise incomplete(0, None)
-
-    async def aclose(self) -> None:
-        conn, self._conn = self._conn, None  # type: ignore[assignment]
-        if conn is not None:
-            self._transport._release(conn, reuse=self._done and self._head.keep_alive)
+    def _settle(self, exc: BaseException | None) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if exc is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(exc)
 
 
 class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
@@ -158,100 +156,53 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
         self._verify = verify
         self._limits = limits
         self._fallback: httpx.AsyncHTTPTransport | None = None
-        self._idle: dict[tuple[str, int], list[_AsyncConn]] = {}
-        self._open: set[_AsyncConn] = set()
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._open: set[_Connection] = set()
         # Each host is looked up once per run, not once per connection.
         self._addresses: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.scheme != "http" or "Transfer-Encoding" in request.headers:
+        if not lean_request(request):
             return await self._https().handle_async_request(request)
+        url = request.url
         key = (url.host, url.port or 80)
         timeouts = request_timeouts(request)
         data = request_head(request)
-        if "Content-Length" in request.headers:
-            data += await request.aread()
-        method = request.method.encode("ascii")
         while True:
             conn = self._checkout(key)
-            reused = conn is not None and method in IDEMPOTENT
             if conn is None:
                 conn = await self._connect(key, timeouts.get("connect"))
             try:
-                head = await self._exchange(conn, data, method, timeouts, reused)
+                answer = await conn.exchange(data, timeouts.get("read"))
             except Stale:
                 self._discard(conn)
                 continue
             except BaseException:
                 self._discard(conn)
                 raise
+            self._release(conn, reuse=answer.reusable)
             return httpx.Response(
-                head.status,
-                headers=head.headers,
-                stream=_AsyncBody(self, conn, head, timeouts.get("read")),
-                extensions=response_extensions(head),
+                answer.status,
+                headers=answer.headers,
+                stream=httpx.ByteStream(bytes(answer.body)),
+                extensions=answer.extensions(),
             )
 
-    async def _exchange(
-        self,
-        conn: _AsyncConn,
-        data: bytes,
-        method: bytes,
-        timeouts: dict[str, float | None],
-        reused: bool,
-    ) -> Head:
-        writer = conn.writer
-        try:
-            writer.write(data)
-            if writer.transport.get_write_buffer_size():
-                async with asyncio.timeout(timeouts.get("write")):
-                    await writer.drain()
-        except TimeoutError:
-            raise httpx.WriteTimeout("timed out") from None
-        except OSError as exc:
-            raise broken(exc, reused, httpx.WriteError) from exc
-        read = timeouts.get("read")
-        lines: list[bytes] = []
-        try:
-            while True:
-                # The status line may wait for the server to think: a read
-                # timeout of its own. The rest of a head comes with it or
-                # right after: one more timeout for all of its lines, not one
-                # per line (a timer per header line was a sixth of this mode's
-                # CPU at -a). A 1xx answer is followed by the real one, which
-                # gets timers of its own.
-                async with asyncio.timeout(read):
-                    line = await conn.readline()
-                if not line and reused:
-                    raise Stale
-                reused = False
-                async with asyncio.timeout(read):
-                    while (head := head_line(lines, line, method)) is None and lines:
-                        line = await conn.readline()
-                if head is not None:
-                    return head
-        except TimeoutError:
-            raise httpx.ReadTimeout("timed out") from None
-        except OSError as exc:
-            raise broken(exc, reused, httpx.ReadError) from exc
-
-    async def _connect(self, key: tuple[str, int], timeout: float | None) -> _AsyncConn:
+    async def _connect(
+        self, key: tuple[str, int], timeout: float | None
+    ) -> _Connection:
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await self._open_connection(key)
+                conn = await self._open_connection(key)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out") from None
         except OSError as exc:
             raise httpx.ConnectError(str(exc)) from exc
-        conn = _AsyncConn(reader, writer, key)
         self._open.add(conn)
         return conn
 
-    async def _open_connection(
-        self, key: tuple[str, int]
-    ) -> tuple[_Reader, asyncio.StreamWriter]:
+    async def _open_connection(self, key: tuple[str, int]) -> _Connection:
         loop = asyncio.get_running_loop()
         addresses = await self._resolve(loop, key)
         error: OSError | None = None
@@ -266,14 +217,11 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                     raise
                 error = exc
                 continue
-            # asyncio.open_connection, with our reader; asyncio sets TCP_NODELAY.
-            reader = _Reader(limit=MAX_LINE, loop=loop)
-            protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-            transport, _ = await loop.create_connection(
-                lambda: protocol,  # noqa: B023 - used at once, inside this iteration
-                sock=sock,
+            # asyncio sets TCP_NODELAY on the transport.
+            _, conn = await loop.create_connection(
+                lambda: _Connection(key, loop), sock=sock
             )
-            return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+            return conn
         # anyio's words, which httpx's own transport gave for the same failure.
         raise OSError("All connection attempts failed") from error
 
@@ -295,24 +243,24 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
             lookup.add_done_callback(forget_failure)
         return await asyncio.shield(lookup)
 
-    def _checkout(self, key: tuple[str, int]) -> _AsyncConn | None:
+    def _checkout(self, key: tuple[str, int]) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if conn.idle_and_open():
-                conn.reader.idle = False
                 return conn
             self._discard(conn)
         return None
 
-    def _release(self, conn: _AsyncConn, *, reuse: bool) -> None:
+    def _release(self, conn: _Connection, *, reuse: bool) -> None:
+        conn.idle()
         if reuse and not self._closed:
-            conn.reader.idle = True
+            conn.reused = True
             self._idle.setdefault(conn.key, []).append(conn)
         else:
             self._discard(conn)
 
-    def _discard(self, conn: _AsyncConn) -> None:
+    def _discard(self, conn: _Connection) -> None:
         self._open.discard(conn)
         conn.close()
 

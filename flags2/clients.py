@@ -33,6 +33,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,18 +44,12 @@ from urllib.request import getproxies
 import httpx2 as httpx
 
 from flags2.http11 import (
-    CHUNK,
-    IDEMPOTENT,
-    MAX_LINE,
-    Head,
+    RECV_SIZE,
+    Answer,
     Stale,
     broken,
-    chunk_size,
-    head_line,
-    incomplete,
     request_head,
     request_timeouts,
-    response_extensions,
 )
 from flags2.settings import Settings
 
@@ -63,6 +58,7 @@ __all__ = [
     "ClientPlan",
     "ClientPool",
     "PlainHTTPTransport",
+    "lean_request",
     "lean_transport_fits",
     "split_slots",
 ]
@@ -88,97 +84,43 @@ def lean_transport_fits(base_url: str) -> bool:
     return "http" not in proxies and "all" not in proxies
 
 
-# -- HTTP/1.1, the few parts a GET needs --------------------------------------
+def lean_request(request: httpx.Request) -> bool:
+    """True for what the lean transports carry: a plain-http GET with no body."""
+    return (
+        request.url.scheme == "http"
+        and request.method == "GET"
+        and "Content-Length" not in request.headers
+        and "Transfer-Encoding" not in request.headers
+    )
+
+
+# -- the lean transport ---------------------------------------------------------
 
 
 class _Conn:
-    __slots__ = ("file", "key", "sock")
+    __slots__ = ("key", "reused", "sock")
 
     def __init__(self, sock: socket.socket, key: tuple[str, int]) -> None:
         self.sock = sock
-        self.file = sock.makefile("rb")
         self.key = key
-
-    def readline(self) -> bytes:
-        line = self.file.readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE:
-            raise httpx.RemoteProtocolError("line too long in the response")
-        return line
+        self.reused = False
 
     def idle_and_open(self) -> bool:
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
-        if poller.poll(0):
-            return False  # readable while idle: closed, or garbage
-        # Bytes the buffer already holds are not seen by poll: a stray 408, say.
-        timeout = self.sock.gettimeout()
-        self.sock.settimeout(0.0)
-        try:
-            return not self.file.peek(1)
-        except OSError:
-            return False
-        finally:
-            self.sock.settimeout(timeout)
+        return not poller.poll(0)  # readable while idle: closed, or garbage
 
     def close(self) -> None:
-        self.file.close()
         self.sock.close()
 
 
-class _Body(httpx.SyncByteStream):
-    def __init__(self, transport: PlainHTTPTransport, conn: _Conn, head: Head) -> None:
-        self._transport = transport
-        self._conn = conn
-        self._head = head
-        self._done = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        conn, head = self._conn, self._head
-        try:
-            if head.chunked:
-                yield from self._chunks()
-            elif head.length is not None:
-                remaining = head.length
-                while remaining:
-                    data = conn.file.read1(min(remaining, CHUNK))
-                    if not data:
-                        raise incomplete(head.length - remaining, head.length)
-                    remaining -= len(data)
-                    yield data
-            else:
-                while data := conn.file.read1(CHUNK):
-                    yield data
-        except TimeoutError:
-            raise httpx.ReadTimeout("timed out") from None
-        except OSError as exc:
-            raise httpx.ReadError(str(exc)) from exc
-        self._done = True
-
-    def _chunks(self) -> Iterator[bytes]:
-        conn, received = self._conn, 0
-        while size := chunk_size(conn.readline()):
-            data = conn.file.read(size)
-            received += len(data)
-            if len(data) < size:
-                raise incomplete(received, None)
-            yield data
-            if conn.readline() not in (b"\r\n", b"\n"):
-                raise httpx.RemoteProtocolError("malformed chunk end")
-        while (line := conn.readline()) not in (b"\r\n", b"\n"):
-            if not line:
-                raise incomplete(received, None)
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None  # type: ignore[assignment]
-        if conn is not None:
-            self._transport._release(conn, reuse=self._done and self._head.keep_alive)
-
-
 class PlainHTTPTransport(httpx.BaseTransport):
-    """Blocking HTTP/1.1 over keep-alive sockets; https goes to httpx's transport.
+    """Blocking HTTP/1.1 GETs over keep-alive sockets; the rest goes to httpx's own.
 
     Thread-safe; it never holds more idle connections than were ever in use
-    at once, and opens a new one whenever none is idle.
+    at once, and opens a new one whenever none is idle. The whole answer is
+    read before it is returned (a flag is small, and a body is capped), so a
+    connection goes back to the free list as soon as its answer is in.
     """
 
     def __init__(
@@ -196,42 +138,32 @@ class PlainHTTPTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        if url.scheme != "http" or "Transfer-Encoding" in request.headers:
+        if not lean_request(request):
             return self._https().handle_request(request)
         key = (url.host, url.port or 80)
         timeouts = request_timeouts(request)
         data = request_head(request)
-        if "Content-Length" in request.headers:
-            data += request.read()
-        method = request.method.encode("ascii")
         while True:
-            conn = self._checkout(key)
-            reused = conn is not None and method in IDEMPOTENT
-            if conn is None:
-                conn = self._connect(key, timeouts.get("connect"))
+            conn = self._checkout(key) or self._connect(key, timeouts.get("connect"))
             try:
-                head = self._exchange(conn, data, method, timeouts, reused)
+                answer = self._exchange(conn, data, timeouts)
             except Stale:
                 conn.close()
                 continue
             except BaseException:
                 conn.close()
                 raise
+            self._release(conn, reuse=answer.reusable)
             return httpx.Response(
-                head.status,
-                headers=head.headers,
-                stream=_Body(self, conn, head),
-                extensions=response_extensions(head),
+                answer.status,
+                headers=answer.headers,
+                stream=httpx.ByteStream(bytes(answer.body)),
+                extensions=answer.extensions(),
             )
 
     def _exchange(
-        self,
-        conn: _Conn,
-        data: bytes,
-        method: bytes,
-        timeouts: dict[str, float | None],
-        reused: bool,
-    ) -> Head:
+        self, conn: _Conn, data: bytes, timeouts: dict[str, float | None]
+    ) -> Answer:
         sock = conn.sock
         try:
             sock.settimeout(timeouts.get("write"))
@@ -239,21 +171,33 @@ class PlainHTTPTransport(httpx.BaseTransport):
         except TimeoutError:
             raise httpx.WriteTimeout("timed out") from None
         except OSError as exc:
-            raise broken(exc, reused, httpx.WriteError) from exc
+            raise broken(exc, conn.reused, httpx.WriteError) from exc
+        read = timeouts.get("read")
+        answer = Answer()
+        # --timeout bounds the wait for a whole head, then each gap between
+        # body bytes: bytes that are not body (a trailer that never ends, say)
+        # do not restart the clock.
+        clock = _Deadline(read)
+        progress = 0
         try:
-            sock.settimeout(timeouts.get("read"))
-            line = conn.readline()
-            if not line and reused:
-                raise Stale
-            reused = False  # the server did answer: no second try now
-            lines: list[bytes] = []
-            while (head := head_line(lines, line, method)) is None:
-                line = conn.readline()
-            return head
+            while not answer.complete:
+                sock.settimeout(clock.remaining())
+                chunk = sock.recv(RECV_SIZE)
+                if not chunk:
+                    if conn.reused and not answer.received:
+                        raise Stale
+                    answer.eof()
+                    break
+                answer.feed(chunk)
+                if answer.progress > progress:
+                    progress = answer.progress
+                    clock.restart()
         except TimeoutError:
             raise httpx.ReadTimeout("timed out") from None
         except OSError as exc:
+            reused = conn.reused and not answer.received
             raise broken(exc, reused, httpx.ReadError) from exc
+        return answer
 
     def _connect(self, key: tuple[str, int], timeout: float | None) -> _Conn:
         try:
@@ -278,6 +222,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
     def _release(self, conn: _Conn, *, reuse: bool) -> None:
         with self._lock:
             if reuse and not self._closed:
+                conn.reused = True
                 self._idle.setdefault(conn.key, []).append(conn)
                 return
         conn.close()
@@ -300,6 +245,29 @@ class PlainHTTPTransport(httpx.BaseTransport):
             conn.close()
         if fallback is not None:
             fallback.close()
+
+
+class _Deadline:
+    """A timeout for a whole stretch of reads, restarted only on progress."""
+
+    __slots__ = ("_at", "_timeout")
+
+    def __init__(self, timeout: float | None) -> None:
+        self._timeout = timeout
+        self._at = 0.0
+        self.restart()
+
+    def restart(self) -> None:
+        if self._timeout is not None:
+            self._at = time.monotonic() + self._timeout
+
+    def remaining(self) -> float | None:
+        if self._timeout is None:
+            return None
+        left = self._at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return left
 
 
 # -- the pools of leases -------------------------------------------------------

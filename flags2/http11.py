@@ -1,184 +1,245 @@
-"""HTTP/1.1, the few parts a GET needs: the framing both lean transports share.
+"""HTTP/1.1 for the lean transports: h11 writes the request, httptools reads the answer.
 
-:mod:`flags2.clients` (blocking) and :mod:`flags2.aioclients` (asyncio) read
-bytes their own way; what the bytes mean is decided here, once: the request
-head we send (checked as h11 checks it), the response head and how its body
-is framed (Content-Length, chunked, or until close), and the errors, in
-httpx's own classes and words.
+:mod:`flags2.clients` (blocking) and :mod:`flags2.aioclients` (asyncio) move
+bytes their own way; what the bytes mean is decided here, once, by maintained
+parsers: h11 (already loaded by httpx2) serializes and checks the request
+head, and httptools (llhttp, the parser of Node.js) reads the answer: status
+line, header rules (RFC 9110/9112), Content-Length, chunks and trailers. What
+this module adds is only what a downloader needs on top:
+
+* bounds: the head, the number of fields, the bytes between two body bytes
+  (a trailer that never ends) and the body itself;
+* whether the connection may carry another request: only if the answer ended
+  exactly at the last byte received and the server keeps it alive;
+* httpx's own exception classes, so callers catch one hierarchy.
+
+    >>> answer = Answer()
+    >>> answer.feed(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi")
+    >>> answer.complete, answer.status, bytes(answer.body), answer.reusable
+    (True, 200, b'hi', True)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import h11
+import httptools
 import httpx2 as httpx
 
 __all__ = [
-    "CHUNK",
-    "IDEMPOTENT",
-    "MAX_LINE",
-    "Head",
+    "MAX_BODY",
+    "MAX_HEAD",
+    "RECV_SIZE",
+    "Answer",
     "Stale",
     "broken",
-    "chunk_size",
-    "head_line",
-    "incomplete",
+    "disconnected",
     "request_head",
     "request_timeouts",
-    "response_extensions",
 ]
 
-MAX_LINE = 65536  # longest status or header line accepted
-_MAX_HEADERS = 200
-CHUNK = 65536
-_NO_BODY_STATUSES = frozenset({204, 304})
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-# A stale keep-alive connection is retried on a fresh one only for methods
-# that are safe to send twice.
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
-_TOKEN = frozenset(
-    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-)
+MAX_HEAD = 64 * 1024
+"""Bytes of a response head, and of what may come between two body bytes."""
+_MAX_FIELDS = 256  # header and trailer lines together
+MAX_BODY = 10 * 1024 * 1024
+"""A flag is about 12 KB: a body over this is not a flag, and is not buffered."""
+RECV_SIZE = 65536
 
 
-class Head:
-    """A parsed response head and how its body is framed."""
+class Stale(Exception):
+    """A reused connection closed before answering: try a fresh one."""
+
+
+class _Done(Exception):
+    """Raised inside the parser's callback to stop it right after the answer."""
+
+
+def request_head(request: httpx.Request) -> bytes:
+    """The request head as h11 writes it, with h11's checks of names and values."""
+    try:
+        return h11.Connection(h11.CLIENT).send(
+            h11.Request(
+                method=request.method,
+                target=request.url.raw_path,
+                headers=request.headers.raw,
+            )
+        )
+    except h11.LocalProtocolError as exc:
+        raise httpx.LocalProtocolError(str(exc)) from exc
+
+
+class Answer:
+    """One response, fed as it arrives; callbacks of ``httptools.HttpResponseParser``.
+
+    Interim (1xx) heads are skipped. Whatever comes after the answer is never
+    parsed: the parser stops on the answer's last byte, and the connection is
+    then not reused unless that byte was the last one received.
+    """
 
     __slots__ = (
-        "chunked",
+        "_fields",
+        "_framed",
+        "_heading",
+        "_interims",
+        "_length",
+        "_loose",
+        "_parser",
+        "_size",
+        "body",
+        "complete",
         "headers",
         "keep_alive",
-        "length",
         "reason",
+        "received",
+        "reusable",
         "status",
         "version",
     )
 
-    def __init__(self, lines: list[bytes], method: bytes) -> None:
-        version, _, rest = lines[0].rstrip(b"\r\n").partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if (
-            version not in (b"HTTP/1.0", b"HTTP/1.1")
-            or len(code) != 3
-            or not code.isdigit()
-        ):
-            raise httpx.RemoteProtocolError(f"malformed status line: {lines[0]!r}")
-        self.version = version
-        self.status = int(code)
-        self.reason = reason.strip()
-        headers: list[tuple[bytes, bytes]] = []
-        length: int | None = None
-        chunked = until_close = False
-        close = version == b"HTTP/1.0"
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
-                raise httpx.RemoteProtocolError(f"malformed header line: {line!r}")
-            value = value.strip()
-            headers.append((name, value))
-            lname = name.lower()
-            if lname == b"content-length":
-                if (
-                    not value.isdigit()
-                    or len(value) > 18
-                    or (length is not None and int(value) != length)
-                ):
-                    raise httpx.RemoteProtocolError(f"bad Content-Length: {value!r}")
-                length = int(value)
-            elif lname == b"transfer-encoding":
-                codings = [t.strip() for t in value.lower().split(b",")]
-                chunked = codings[-1] == b"chunked"
-                until_close = not chunked  # another coding: the close ends it
-            elif lname == b"connection":
-                tokens = {t.strip() for t in value.lower().split(b",")}
-                if b"close" in tokens:
-                    close = True
-                elif b"keep-alive" in tokens:
-                    close = False
-        self.headers = headers
-        if method == b"HEAD" or self.status in _NO_BODY_STATUSES:
-            chunked, length = False, 0
-        elif chunked or until_close:
-            if length is not None or until_close:  # RFC 9112: do not reuse it
-                close = True
-            length = None
-        elif length is None:
-            close = True  # the body runs until the server closes
-        self.chunked = chunked
-        self.length = length
-        self.keep_alive = not close
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.reason = b""
+        self.version = b"HTTP/1.1"
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.complete = False
+        self.keep_alive = False
+        self.reusable = False
+        self.received = 0  # bytes of the connection since the request
+        self._heading = True  # still reading a head
+        self._framed = False  # Content-Length or chunked: EOF is not the end
+        self._loose = 0  # bytes fed since the last body byte (or the start)
+        self._fields = 0
+        self._size = 0  # bytes of header and trailer fields
+        self._interims = 0
+        self._length = ""  # the announced Content-Length, for error messages
 
     @property
-    def interim(self) -> bool:
-        """A 1xx answer, followed by the real one (101 is never asked for)."""
-        return 100 <= self.status < 200
+    def progress(self) -> int:
+        """Grows with each body byte and each interim answer: what restarts a timer."""
+        return len(self.body) + self._interims
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`; raises httpx.RemoteProtocolError for a malformed answer."""
+        self.received += len(data)
+        if self.complete:
+            self.reusable = False  # bytes after the answer: never reuse it
+            return
+        before = len(self.body)
+        # The last byte alone: if the answer ends before it, bytes follow it.
+        if len(data) > 1:
+            self._parse(data[:-1])
+        if self.complete:
+            self.reusable = False
+        else:
+            self._parse(data[-1:])
+            self.reusable = self.complete and self.keep_alive
+        if len(self.body) > before:
+            self._loose = 0
+        else:
+            self._loose += len(data)
+        if self._loose > MAX_HEAD and not self.complete:
+            what = "response head" if self._heading else "gap in the response body"
+            raise httpx.RemoteProtocolError(f"{what} over {MAX_HEAD} bytes")
+
+    def eof(self) -> None:
+        """The server closed the connection; the answer must be whole by now."""
+        if self.complete:
+            return
+        if self._heading:
+            raise disconnected()
+        if self._framed:
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body:"
+                f" received {len(self.body)} bytes{self._length}"
+            )
+        self.complete = True  # the body ran until the close, as announced
+        self.reusable = False
+
+    def _parse(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Done):
+                return
+            if isinstance(cause, httpx.RemoteProtocolError):
+                raise cause from None
+            raise httpx.RemoteProtocolError(f"malformed response: {exc}") from exc
+        except httptools.HttpParserUpgrade:
+            raise httpx.RemoteProtocolError(
+                "unexpected protocol switch (101) in the response"
+            ) from None
+        except httptools.HttpParserError as exc:
+            raise httpx.RemoteProtocolError(f"malformed response: {exc}") from exc
+
+    # -- httptools callbacks ---------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        self._size += len(name) + len(value) + 4
+        if self._fields > _MAX_FIELDS:
+            raise httpx.RemoteProtocolError("too many response header fields")
+        if self._size > MAX_HEAD:
+            raise httpx.RemoteProtocolError(f"response head over {MAX_HEAD} bytes")
+        if self._heading:
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        self.status = parser.get_status_code()
+        if self.status < 200:
+            return  # an interim answer: its end resets everything below
+        self._heading = False
+        self.version = b"HTTP/" + parser.get_http_version().encode("ascii")
+        codings = [v for n, v in self.headers if n.lower() == b"transfer-encoding"]
+        if codings and (len(codings) > 1 or codings[0].strip().lower() != b"chunked"):
+            # As httpx's own transport (h11): chunked is the only coding known.
+            raise httpx.RemoteProtocolError(
+                f"unsupported Transfer-Encoding: {b', '.join(codings)!r}"
+            )
+        lengths = [v for n, v in self.headers if n.lower() == b"content-length"]
+        if lengths and lengths[0].strip().isdigit():
+            if int(lengths[0]) > MAX_BODY:
+                raise _too_big()
+            self._length = f", expected {int(lengths[0])}"
+        self._framed = bool(codings or lengths)
+
+    def on_body(self, data: bytes) -> None:
+        if len(self.body) + len(data) > MAX_BODY:
+            raise _too_big()
+        self.body += data
+
+    def on_message_complete(self) -> None:
+        if self._heading:  # the end of an interim answer: the real one follows
+            self.status, self.reason, self._fields, self._size = 0, b"", 0, 0
+            self.headers = []
+            self._interims += 1
+            return
+        self.complete = True
+        self.keep_alive = self._parser.should_keep_alive()
+        raise _Done
+
+    def extensions(self) -> dict[str, Any]:
+        return {"http_version": self.version, "reason_phrase": self.reason.strip()}
 
 
-def head_line(lines: list[bytes], line: bytes, method: bytes) -> Head | None:
-    """Take one line of a response head; return the head once it is complete.
-
-    Both transports read lines their own way and hand them here. An interim
-    (1xx) head is dropped and `lines` starts over for the answer that follows.
-    """
-    if not line:
-        raise _disconnected()
-    if lines and line in (b"\r\n", b"\n"):
-        head = Head(lines, method)
-        lines.clear()
-        return None if head.interim else head
-    if len(lines) > _MAX_HEADERS:
-        raise httpx.RemoteProtocolError("too many response headers")
-    lines.append(line.rstrip(b"\r\n"))
-    return None
+def _too_big() -> httpx.RemoteProtocolError:
+    return httpx.RemoteProtocolError(f"response body over {MAX_BODY} bytes: not a flag")
 
 
-def request_head(request: httpx.Request) -> bytes:
-    method = request.method.encode("ascii")
-    if not method or not _TOKEN.issuperset(method):
-        raise httpx.LocalProtocolError(f"Illegal method {method!r}")
-    head = [method + b" " + request.url.raw_path + b" HTTP/1.1"]
-    for name, value in request.headers.raw:
-        # As h11 does: a CR or LF here would inject headers or a whole request.
-        if (
-            not name
-            or not _TOKEN.issuperset(name)
-            or any(c in value for c in b"\r\n\0")
-        ):
-            raise httpx.LocalProtocolError(f"Illegal header {name!r}: {value!r}")
-        head.append(name + b": " + value)
-    return b"\r\n".join(head) + b"\r\n\r\n"
-
-
-def chunk_size(line: bytes) -> int:
-    size = line.split(b";", 1)[0].strip()
-    if not size or len(size) > 16 or not _HEX.issuperset(size):
-        raise httpx.RemoteProtocolError(f"malformed chunk size: {line!r}")
-    return int(size, 16)
-
-
-def incomplete(received: int, expected: int | None) -> httpx.RemoteProtocolError:
-    wanted = f", expected {expected}" if expected is not None else ""
-    return httpx.RemoteProtocolError(
-        "peer closed connection without sending complete message body:"
-        f" received {received} bytes{wanted}"
-    )
-
-
-def _disconnected() -> httpx.RemoteProtocolError:
+def disconnected() -> httpx.RemoteProtocolError:
     return httpx.RemoteProtocolError("Server disconnected without sending a response.")
-
-
-def response_extensions(head: Head) -> dict[str, Any]:
-    return {"http_version": head.version, "reason_phrase": head.reason}
 
 
 def request_timeouts(request: httpx.Request) -> dict[str, float | None]:
     timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
     return timeouts
-
-
-class Stale(Exception):
-    """A reused connection closed before answering: try a fresh one."""
 
 
 def broken(exc: OSError, reused: bool, error: type[httpx.TransportError]) -> Exception:

@@ -1,6 +1,7 @@
 """Saving flags so that no partial or corrupt file is ever left behind.
 
-A body is checked first (complete, and a GIF), then written to a temporary
+A body is checked first (as long as announced, and a whole GIF: every block
+of it down to the trailer byte that ends the file), then written to a temporary
 file in the destination folder and moved onto ``XX.gif`` with ``os.replace``,
 which is atomic on one filesystem. :meth:`Saver.cancel` (on Ctrl-C) waits for
 a write in progress, removes every temporary file, and refuses later writes,
@@ -14,7 +15,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["GIF_SIGNATURES", "BadFlag", "Saver", "check_flag"]
+__all__ = ["GIF_SIGNATURES", "BadFlag", "Saver", "check_flag", "gif_flaw"]
 
 GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 
@@ -45,6 +46,51 @@ def check_flag(
     if not body.startswith(GIF_SIGNATURES):
         kind = content_type.split(";")[0].strip() or "unknown type"
         raise BadFlag(f"not a GIF: {len(body)} bytes of {kind}")
+    flaw = gif_flaw(body)
+    if flaw is not None:
+        raise BadFlag(f"incomplete GIF: {flaw} ({len(body)} bytes)")
+
+
+def gif_flaw(data: bytes) -> str | None:
+    """What is wrong with a GIF's block structure, or None if it is whole.
+
+    Walks every block (GIF89a, section 17 on) to the trailer byte ``0x3B``,
+    which must be the last byte: a body cut anywhere, whatever its framing
+    said, is caught. Pillow would do it too, for an import that costs more
+    than downloading a flag.
+
+    >>> gif_flaw(b"GIF89a" + bytes(7) + b";")
+    >>> gif_flaw(b"GIF89a" + bytes(7) + b",")
+    'cut short at byte 14'
+    """
+    if not data.startswith(GIF_SIGNATURES):
+        return "no GIF signature"
+    end = len(data)
+    pos = 13  # signature and logical screen descriptor
+    if pos > end:
+        return f"cut short at byte {end}"
+    if data[10] & 0x80:  # a global color table follows
+        pos += 3 << ((data[10] & 7) + 1)
+    while pos < end:
+        kind = data[pos]
+        if kind == 0x3B:  # the trailer
+            return None if pos == end - 1 else f"{end - pos - 1} bytes after the end"
+        if kind == 0x21:  # an extension: its label, then data sub-blocks
+            pos += 2
+        elif kind == 0x2C:  # an image: descriptor, color table, LZW code size
+            if pos + 10 > end:
+                break
+            packed = data[pos + 9]
+            pos += 10
+            if packed & 0x80:
+                pos += 3 << ((packed & 7) + 1)
+            pos += 1
+        else:
+            return f"unknown block 0x{kind:02x} at byte {pos}"
+        while pos < end and data[pos]:  # sub-blocks, each led by its size
+            pos += data[pos] + 1
+        pos += 1  # the empty sub-block that ends them
+    return f"cut short at byte {min(pos, end) + 1}"
 
 
 class Saver:

@@ -161,3 +161,72 @@ def raw_server(scripted: Script) -> Callable[[bytes], str]:
     Call it with the bytes; it returns the base URL.
     """
     return lambda answer: scripted([(0, answer)])
+
+
+Answers = list[list[tuple[float, bytes]]]
+
+
+class KeptAlive:
+    """What a keep-alive scripted server saw: its base URL and connections."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.requests: list[tuple[int, bytes]] = []  # (connection number, target)
+        self.connections = 0
+
+
+@pytest.fixture
+def kept_alive() -> Iterator[Callable[[Answers], KeptAlive]]:
+    """A server that keeps connections open and answers the n-th request it
+    gets (over all connections) with the n-th list of (pause, bytes) steps.
+
+    For what happens after a complete answer: junk or a second answer on the
+    same connection, a close while idle. It never closes a connection itself
+    unless a step is ``b""`` (then it closes right there).
+    """
+    listeners: list[socket.socket] = []
+    done = threading.Event()
+
+    def start(answers: Answers) -> KeptAlive:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        seen = KeptAlive(f"http://127.0.0.1:{listener.getsockname()[1]}/flags")
+        lock = threading.Lock()
+
+        def serve(conn: socket.socket, number: int) -> None:
+            with conn, conn.makefile("rb") as request, contextlib.suppress(OSError):
+                while line := request.readline():
+                    target = line.split(b" ")[1] if b" " in line else b""
+                    while request.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    with lock:
+                        seen.requests.append((number, target))
+                        if len(seen.requests) > len(answers):
+                            return
+                        steps = answers[len(seen.requests) - 1]
+                    for pause, data in steps:
+                        if done.wait(pause):
+                            return
+                        if not data:
+                            return
+                        conn.sendall(data)
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    with lock:
+                        seen.connections += 1
+                        number = seen.connections
+                    threading.Thread(
+                        target=serve, args=(conn, number), daemon=True
+                    ).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return seen
+
+    yield start
+    done.set()
+    for listener in listeners:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()

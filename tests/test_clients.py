@@ -79,60 +79,6 @@ def _chunked(body: bytes, size: int = 1000) -> bytes:
     return chunks + b"0\r\nX-Trailer: yes\r\n\r\n"
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(_GIF),
-        # No Content-Length: the body runs until the server closes.
-        b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n\r\n" + _GIF,
-        b"HTTP/1.0 200 OK\r\nContent-Type: image/gif\r\n\r\n" + _GIF,
-        # An interim answer comes before the real one.
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_GIF) + _GIF,
-    ],
-    ids=["chunked", "until-close", "http-1.0", "100-continue"],
-)
-def test_every_body_framing_gives_the_exact_flag(
-    raw_server: Callable[[bytes], str], run_mode: RunFn, dest: Path, answer: bytes
-) -> None:
-    result = run_mode(["BR"], base_url=raw_server(answer)).results["BR"]
-    assert (result.status, result.bytes) == (DownloadStatus.OK, len(_GIF))
-    assert (dest / "BR.gif").read_bytes() == _GIF
-
-
-@pytest.mark.parametrize(
-    ("answer", "message"),
-    [
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nGIF89a",
-         "RemoteProtocolError"),
-        (b"", "Server disconnected without sending a response."),
-        (b"SPDY/9 200 OK\r\n\r\n", "malformed status line"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "bad Content-Length"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 40 + b"\r\n\r\n",
-         "bad Content-Length"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
-         "malformed chunk size"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x6\r\n",
-         "malformed chunk size"),
-    ],
-    ids=["truncated-chunk", "no-answer", "bad-status-line", "bad-length",
-         "huge-length", "negative-chunk", "0x-chunk"],
-)  # fmt: skip
-def test_broken_answers_are_protocol_errors(
-    raw_server: Callable[[bytes], str],
-    run_mode: RunFn,
-    dest: Path,
-    answer: bytes,
-    message: str,
-) -> None:
-    result = run_mode(["BR"], base_url=raw_server(answer)).results["BR"]
-    assert result.status is DownloadStatus.ERROR
-    assert result.error is not None and message in result.error
-    assert "RemoteProtocolError" in result.error
-    assert list(dest.iterdir()) == []
-
-
 def test_connections_are_kept_alive_and_reused(run_mode: RunFn, dest: Path) -> None:
     codes = ["BR", "CN", "IN", "US", "ZZ"]
     with running("local") as server:
