@@ -10,15 +10,14 @@ waits for a pool slot, and the lease queue is also the book's semaphore::
 
 For a plain ``http://`` server (the bundled ones, a local nginx) the run has a
 single client whose transport is :class:`PlainHTTPTransport` (or its async
-twin in :mod:`flags2.aioclients`): HTTP/1.1 on keep-alive sockets, with a free
-list of idle connections instead of a pool that is scanned on every request.
-httpx's own pool checks every connection it holds each time it assigns one,
-and its async path adds anyio's cancel scopes to each read and write: at
-``-e -m 1000`` that is about 1 ms of CPU per request before the request is
-even sent, and the last of 676 requests left 0.7 s after the first. The lean
-transport plugs into httpx through its public transport API, so redirects,
-cookies, decoding, timeouts and httpx's exception classes are unchanged;
-``https://`` requests (a server or a redirect) go to httpx's own transport.
+twin in :mod:`flags2.aioclients`): GETs on keep-alive sockets, with a free list
+of idle connections instead of a pool that is scanned on every request (httpx's
+own pool checks every connection it holds each time it assigns one, which at
+``-m 1000`` costs more than the request). The bytes are written and read by
+the maintained parsers in :mod:`flags2.http11`. The transport plugs into httpx
+through its public transport API, so redirects, cookies, decoding, timeouts and
+httpx's exception classes are unchanged; anything but a plain-http GET (https,
+a body) goes to httpx's own transport.
 
 For ``https://`` servers, or when the environment names a proxy, the run uses
 httpx's own transport, split over several clients of at most
