@@ -99,6 +99,10 @@ class Answer:
 
     def __init__(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        # A head may end its lines with a bare LF (RFC 9112, 2.2), as httpx2's
+        # h11 allows; chunks and trailers may not (h11 refuses them too), so
+        # the parser is made strict again once the head is read.
+        self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.status = 0
         self.reason = b""
         self.version = b"HTTP/1.1"
@@ -123,6 +127,9 @@ class Answer:
 
     def feed(self, data: bytes) -> None:
         """Parse `data`; raises httpx.RemoteProtocolError for a malformed answer."""
+        if not self.received and data[:1] in (b"\r", b"\n"):
+            # llhttp skips blank lines before a status line; h11 refuses them.
+            raise httpx.RemoteProtocolError("blank line before the status line")
         self.received += len(data)
         if self.complete:
             self.reusable = False  # bytes after the answer: never reuse it
@@ -196,6 +203,7 @@ class Answer:
         if self.status < 200:
             return  # an interim answer: its end resets everything below
         self._heading = False
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)
         self.version = b"HTTP/" + parser.get_http_version().encode("ascii")
         codings = [v for n, v in self.headers if n.lower() == b"transfer-encoding"]
         if codings and (len(codings) > 1 or codings[0].strip().lower() != b"chunked"):
