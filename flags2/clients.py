@@ -42,6 +42,7 @@ from urllib.request import getproxies
 
 import httpx2 as httpx
 
+from flags2 import __version__
 from flags2.http11 import (
     RECV_SIZE,
     Answer,
@@ -54,6 +55,7 @@ from flags2.settings import Settings
 
 __all__ = [
     "CONNECTIONS_PER_CLIENT",
+    "USER_AGENT",
     "ClientPlan",
     "ClientPool",
     "PlainHTTPTransport",
@@ -63,6 +65,7 @@ __all__ = [
 ]
 
 CONNECTIONS_PER_CLIENT = 32
+USER_AGENT = f"flags2/{__version__}"  # a polite client says who it is
 
 
 def split_slots(
@@ -308,6 +311,7 @@ class ClientPlan:
             "timeout": self.timeout,
             "follow_redirects": True,
             "transport": transport,
+            "headers": {"User-Agent": USER_AGENT},
         }
 
 

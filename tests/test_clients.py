@@ -12,6 +12,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+import flags2
 from flags2.aioclients import AsyncPlainHTTPTransport
 from flags2.clients import (
     CONNECTIONS_PER_CLIENT,
@@ -189,3 +190,17 @@ def test_each_interim_answer_gets_its_own_read_timeout(
     result = run_mode(["BR"], base_url=url, timeout=0.5).results["BR"]
     assert (result.status, result.bytes) == (DownloadStatus.OK, len(_GIF))
     assert (dest / "BR.gif").read_bytes() == _GIF
+
+
+def test_every_request_says_it_comes_from_flags2(
+    httpserver: HTTPServer, run_mode: RunFn
+) -> None:
+    seen: list[str] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(request.headers.get("User-Agent", ""))
+        return Response(_GIF, content_type="image/gif")
+
+    httpserver.expect_request(re.compile("/flags/.*")).respond_with_handler(handler)
+    run_mode(["BR", "CN"])
+    assert seen == [f"flags2/{flags2.__version__}"] * 2
