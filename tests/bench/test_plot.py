@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flags2.plot import INSTALL_HINT, Panel, PlotUnavailable, check_available
+from flags2.bench.plot import INSTALL_HINT, Panel, PlotUnavailable, check_available
 
 
 def flag(cc: str, status: str, started: float, finished: float) -> dict[str, Any]:
@@ -32,7 +32,7 @@ CONCURRENT = Panel(
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
 def test_timeline_is_written_and_not_empty(tmp_path: Path, suffix: str) -> None:
     pytest.importorskip("matplotlib", reason="the plot extra is not installed")
-    from flags2.plot import draw_timeline
+    from flags2.bench.plot import draw_timeline
 
     path = tmp_path / f"timeline{suffix}"
     draw_timeline([SEQUENTIAL, CONCURRENT], path)
@@ -46,7 +46,7 @@ def test_timeline_is_written_and_not_empty(tmp_path: Path, suffix: str) -> None:
 
 def test_nothing_to_draw_is_an_error(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the plot extra is not installed")
-    from flags2.plot import draw_timeline
+    from flags2.bench.plot import draw_timeline
 
     with pytest.raises(ValueError, match="nothing to draw"):
         draw_timeline([], tmp_path / "t.png")

@@ -1,4 +1,4 @@
-"""``flags2 bench``: the matrix, tiny real runs end to end, and bad options."""
+"""``flags2 bench`` on the command line: tiny real runs end to end, bad options."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import importlib.util
 import inspect
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,9 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from flags2 import bench
+from flags2.bench import defaults
+from flags2.bench.command import bench as bench_command
 from flags2.cli import app
-from flags2.cli import bench as bench_command
-from flags2.measure import Spawner
 from servers.launch import background
 
 runner = CliRunner()
@@ -36,48 +34,11 @@ def error_line(result: Result) -> str:
     return lines[-1]
 
 
-# -- the matrix ----------------------------------------------------------------
-
-
-def test_demo_is_pop20_in_each_mode_then_every_code_at_1000() -> None:
-    cells = bench.demo_cells(["delay"])
-    got = [(c.mode, c.max_req, c.concurrency, c.codes.label) for c in cells]
-    assert got == [
-        ("sequential", 1, 1, "POP20"),
-        ("threadpool", 30, 20, "POP20"),
-        ("asyncio", 5, 5, "POP20"),
-        ("threadpool", 1000, 676, "-e"),
-        ("asyncio", 1000, 676, "-e"),
-    ]
-
-
-def test_matrix_crosses_everything_once() -> None:
-    sets = bench.code_sets(["b"], False, True, None)
-    assert [(s.label, len(s.codes)) for s in sets] == [("B", 26), ("-e", 676)]
-    cells = bench.matrix(["sequential", "asyncio"], ["delay", "error"], [5, 30], sets)
-    # sequential is one run whatever -m: 2 servers x 2 sets x (1 + 2 asyncio -m)
-    assert len(cells) == 12
-    assert {c.concurrency for c in cells if c.mode == "sequential"} == {1}
-    assert {c.concurrency for c in cells if c.codes.label == "B"} == {1, 5, 26}
-
-
-def test_limit_applies_to_every_set_and_shows_in_its_label() -> None:
-    sets = bench.code_sets([], True, False, 100)
-    assert sets[0].label == "-a -l 100" and sets[0].args == ("-a", "-l", "100")
-    assert len(sets[0].codes) == 100
-
-
-def test_curl_is_capped_like_curl_caps_itself() -> None:
-    sets = bench.code_sets([], False, True, None)
-    cells = bench.matrix(["curl"], ["url"], [1000], sets)
-    assert (cells[0].max_req, cells[0].concurrency) == (1000, 300)
-
-
 def test_cli_defaults_are_the_benchs() -> None:
     params = inspect.signature(bench_command).parameters
-    assert params["min_delay"].default == bench.DEFAULT_MIN_DELAY
-    assert params["max_delay"].default == bench.DEFAULT_MAX_DELAY
-    assert params["repeat"].default == bench.DEFAULT_REPEAT
+    assert params["min_delay"].default == defaults.DEFAULT_MIN_DELAY
+    assert params["max_delay"].default == defaults.DEFAULT_MAX_DELAY
+    assert params["repeat"].default == defaults.DEFAULT_REPEAT
 
 
 # -- end to end ----------------------------------------------------------------
@@ -231,25 +192,3 @@ def test_plot_without_matplotlib_says_how_to_install_it(
     assert result.output.strip().splitlines() == [
         "flags2 bench: --plot needs matplotlib: pip install 'flags2[plot]'"
     ]
-
-
-# -- measuring a child ---------------------------------------------------------
-
-
-def test_peak_memory_is_the_childs_own_not_the_benchs(tmp_path: Path) -> None:
-    out, err = tmp_path / "out", tmp_path / "err"
-    python = [sys.executable, "-I", "-S", "-c"]
-    with Spawner() as spawner:
-        small = spawner.run([*python, "pass"], env={}, stdout=out, stderr=err)
-        big = spawner.run(
-            [*python, "b = b'x' * (64 * 2**20)"], env={}, stdout=out, stderr=err
-        )
-        failed = spawner.run(
-            [*python, "raise SystemExit(3)"], env={}, stdout=out, stderr=err
-        )
-        with pytest.raises(OSError):
-            spawner.run(["no-such-command-here"], env={}, stdout=out, stderr=err)
-    assert small.status == big.status == 0 and failed.status == 3
-    assert small.peak_rss_mib < 25  # however big this pytest process is
-    assert big.peak_rss_mib - small.peak_rss_mib > 60
-    assert 0 < small.wall < 5
