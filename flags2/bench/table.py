@@ -19,7 +19,17 @@ from flags2.bench.matrix import PEER_MAX_PARALLEL
 from flags2.bench.model import CPU_BOUND_SHARE, PEERS, BenchSettings, Cell, Row
 from servers.options import describe_faults
 
-__all__ = ["banner", "cpu_notes", "describe", "format_table", "server_label"]
+__all__ = [
+    "SLOW_EFFICIENCY",
+    "banner",
+    "cpu_notes",
+    "describe",
+    "format_table",
+    "server_label",
+]
+
+SLOW_EFFICIENCY = 0.9
+"""Below this efficiency a row's note says where its time went."""
 
 _RIGHT = {"-m", "elapsed", "wall", "speed-up", "ideal", "eff", "peak", "RSS MiB",
           "CPU ms/req", "faults", *(f"vs {peer}" for peer in PEERS)}  # fmt: skip
@@ -142,15 +152,25 @@ def _sequential_notes(rows: Sequence[Row]) -> list[str]:
 
 
 def cpu_notes(rows: Sequence[Row], cores: int) -> list[str]:
-    """One line per CPU-bound cell: it waited for the processor, not the network."""
+    """Why a row is far from its ideal, in CPU seconds; which rows were CPU-bound."""
     notes = []
     for row in rows:
-        if row.cpu_bound(cores) and row.cpu_load is not None:
-            eff = row.efficiency
-            why = f"; eff {eff:.2f} is CPU, not waiting" if eff is not None else ""
+        load, eff = row.cpu_load, row.efficiency
+        if load is None:
+            continue
+        if row.cpu_bound(cores):
             notes.append(
-                f"CPU-bound: {describe(row.cell)} kept {row.cpu_load:.1f} of"
-                f" {cores} cores busy (client + server CPU / wall){why}"
+                f"CPU-bound: {describe(row.cell)} kept {load:.1f} of {cores} cores"
+                " busy (client + server CPU / wall): it waited for the processor,"
+                " not the network"
+            )
+        elif eff is not None and eff < SLOW_EFFICIENCY and row.ideal is not None:
+            gap = row.median_elapsed - row.ideal.elapsed
+            notes.append(
+                f"eff {eff:.2f}: {describe(row.cell)} is {gap:.2f}s over its ideal;"
+                f" its client used {row.client_cpu or 0:.2f}s of CPU (one process,"
+                f" start-up included), the server {row.server_cpu or 0:.2f}s:"
+                " sending its requests costs time before their delays even start"
             )
     return notes
 

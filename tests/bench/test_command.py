@@ -97,6 +97,19 @@ def test_tiny_bench_json_has_every_field(
     assert asyncio["peak_in_flight"] == 5  # the server saw all five at once
 
 
+def test_tiny_bench_json_has_client_and_server_cpu_for_every_run(
+    delay_run: tuple[Result, dict[str, Any], Path],
+) -> None:
+    result, data, _ = delay_run
+    for row in data["rows"]:
+        for run in row["runs"]:
+            assert set(run["cpu"]) == {"client", "server"}
+            assert run["cpu"]["client"] > 0 and run["cpu"]["server"] > 0
+        assert row["cpu_per_request"]["client"] > 0
+        assert isinstance(row["cpu_bound"], bool)
+    assert "CPU ms/req" in result.output.splitlines()[1]
+
+
 @pytest.mark.skipif(
     not HAS_MATPLOTLIB, reason="matplotlib not installed (flags2[plot])"
 )
@@ -153,6 +166,45 @@ def test_url_with_curl_shows_the_ratio_to_curl(tmp_path: Path) -> None:
     assert asyncio["efficiency"] is None and asyncio["peak_in_flight"] is None
 
 
+@pytest.mark.skipif(
+    shutil.which("curl") is None or shutil.which("aria2c") is None,
+    reason="curl or aria2c not installed",
+)
+def test_url_with_curl_and_aria2c_prints_a_row_for_each(tmp_path: Path) -> None:
+    record = tmp_path / "bench.json"
+    with background(["local"]) as local:
+        result = invoke(
+            *CODES, "--url", local.urls["local"], "--modes", "asyncio,curl,aria2c",
+            "--repeat", "1", "--json", str(record),
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].split()[-4:] == ["vs", "curl", "vs", "aria2c"]
+    assert [line.split()[0] for line in lines[2:5]] == ["asyncio", "curl", "aria2c"]
+    rows = json.loads(record.read_text())["rows"]
+    for row in rows:
+        assert row["counts"] == {"OK": 4, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0}
+        assert row["runs"][0]["cpu"]["client"] > 0
+    assert rows[0]["vs_curl"] > 0 and rows[0]["vs_aria2c"] > 0
+
+
+@pytest.mark.parametrize("peer", ["curl", "aria2c"])
+def test_a_peer_not_installed_is_one_line_and_exit_2(
+    peer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda name: None if name == peer else real(name)
+    )
+    result = invoke(
+        "BR", "--url", "http://127.0.0.1:9/flags", "--modes", f"asyncio,{peer}"
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"flags2 bench: --modes {peer}: {peer} is not installed (not on PATH)"
+    ]
+
+
 # -- bad options ---------------------------------------------------------------
 
 
@@ -162,6 +214,7 @@ def test_url_with_curl_shows_the_ratio_to_curl(tmp_path: Path) -> None:
         (["--repeat", "0"], "--repeat must be >= 1"),
         (["--modes", "trio"], "--modes: unknown mode 'trio'"),
         (["--modes", "curl"], "--modes curl needs --url"),
+        (["--modes", "asyncio,aria2c"], "--modes aria2c needs --url"),
         (["--servers", "remote"], "--servers: unknown server 'remote'"),
         (["-m", "5,x"], "--max-req: 'x' is not an integer"),
         (["-m", "0"], "--max-req: each value must be >= 1"),
