@@ -76,6 +76,7 @@ def _row_record(row: Row, cores: int) -> dict[str, Any]:
         "peak_in_flight": row.peak_in_flight,
         "peak_rss_mib": round(row.peak_rss_mib, 1),
         "cpu_per_request": {"client": _rounded(client), "server": _rounded(server)},
+        "client_startup_cpu": _rounded(row.startup_cpu),
         "cpu_load": _rounded(row.cpu_load, 4),
         "cpu_bound": row.cpu_bound(cores),
         "planned_errors": row.ideal.errors if row.ideal else None,

@@ -22,8 +22,10 @@ How each run is measured:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import socket
 import sys
 import tempfile
 import urllib.request
@@ -36,11 +38,11 @@ import flags2
 from flags2.bench import peers
 from flags2.bench.ideal import IdealRun, ideal_run
 from flags2.bench.measure import Spawner
-from flags2.bench.model import BenchSettings, Cell, Run
+from flags2.bench.model import BenchSettings, Cell, CodeSet, Run
 from flags2.runner import EXIT_ERRORS, EXIT_OK
 from servers.options import describe_faults
 
-__all__ = ["ideal_of", "run_once", "server_cpu"]
+__all__ = ["ideal_of", "run_once", "server_cpu", "startup_cpu"]
 
 _STATS_TIMEOUT = 5.0
 
@@ -153,6 +155,41 @@ def run_once(cell: Cell, settings: BenchSettings, work: Path, spawner: Spawner) 
         client_cpu=measured.cpu_seconds,
         server_cpu=server_cpu(before, after),
     )
+
+
+_FLOOR_CODES = CodeSet("BR", ("BR",), ("BR",))
+
+
+def startup_cpu(
+    cell: Cell, settings: BenchSettings, work: Path, spawner: Spawner
+) -> float | None:
+    """The client CPU of `cell`'s program that is not per request: its floor.
+
+    The same program asks for one flag from a port that refuses at once
+    (bound, never listening), so what it spends is start-up, imports and exit.
+    """
+    floor = dataclasses.replace(cell, codes=_FLOOR_CODES, max_req=1, concurrency=1)
+    once = dataclasses.replace(settings, retries=0)
+    with (
+        socket.socket() as refusing,
+        tempfile.TemporaryDirectory(dir=work) as scratch,
+    ):
+        refusing.bind(("127.0.0.1", 0))
+        base_url = f"http://127.0.0.1:{refusing.getsockname()[1]}/flags"
+        folder = Path(scratch)
+        dest = folder / "dest"
+        dest.mkdir()
+        if cell.is_peer:
+            command = peers.command(floor, base_url, dest, folder)
+        else:
+            command = _download_command(floor, once, base_url, dest, folder / "r.json")
+        try:
+            measured = spawner.run(
+                command, env=_child_env(), stdout=folder / "out", stderr=folder / "err"
+            )
+        except OSError:  # the program is gone: no floor, the raw figure stands
+            return None
+    return measured.cpu_seconds
 
 
 def ideal_of(cell: Cell, settings: BenchSettings) -> IdealRun | None:

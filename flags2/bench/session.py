@@ -19,7 +19,7 @@ from flags2.bench import peers
 from flags2.bench.measure import Spawner
 from flags2.bench.model import PEERS, BenchSettings, Row
 from flags2.bench.record import bench_record
-from flags2.bench.run import ideal_of, run_once
+from flags2.bench.run import ideal_of, run_once, startup_cpu
 from flags2.bench.table import banner, describe, format_table
 from flags2.runner import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK
 from servers.launch import LaunchError
@@ -64,6 +64,13 @@ def _run_all(rows: list[Row], settings: BenchSettings, bar: Any) -> None:
         tempfile.TemporaryDirectory(prefix="flags2-bench-") as work,
         Spawner() as spawner,
     ):
+        floors: dict[str, float | None] = {}
+        for row in rows:  # once per program: every mode starts alike
+            if row.cell.mode not in floors:
+                floors[row.cell.mode] = startup_cpu(
+                    row.cell, settings, Path(work), spawner
+                )
+            row.startup_cpu = floors[row.cell.mode]
         for _ in range(settings.repeat):
             for row in rows:
                 if bar is not None:

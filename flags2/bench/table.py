@@ -181,8 +181,8 @@ def _notes(
     notes = [
         "elapsed: median of the downloads' own time; wall: median of the whole"
         " process (start-up included)",
-        "CPU ms/req: client + server CPU per code, medians; the client's is its"
-        " whole process, start-up included",
+        "CPU ms/req: client + server CPU per code, medians; the client's without"
+        " its start-up (one run of it against a port that refuses)",
     ]
     if settings.url is None:
         notes.append(

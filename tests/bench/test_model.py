@@ -67,3 +67,12 @@ def test_peak_and_faults_come_from_the_servers_stats() -> None:
 def test_peers_are_the_rows_run_by_other_programs() -> None:
     assert make_cell(mode="curl").is_peer and make_cell(mode="aria2c").is_peer
     assert not make_cell(mode="asyncio").is_peer
+
+
+def test_cpu_per_request_leaves_out_the_clients_start_up() -> None:
+    row = make_row(make_cell(n=4), make_run(client_cpu=0.3, server_cpu=0.1))
+    row.startup_cpu = 0.1
+    client, _ = row.cpu_per_request()
+    assert client == pytest.approx(0.05)
+    row.startup_cpu = 0.5  # a noisy floor above the run itself: nothing, not < 0
+    assert row.cpu_per_request()[0] == 0.0

@@ -10,7 +10,7 @@ from pathlib import Path
 from flags2.bench.matrix import code_sets, make_cell
 from flags2.bench.measure import Spawner
 from flags2.bench.model import BenchSettings
-from flags2.bench.run import ideal_of, run_once, server_cpu
+from flags2.bench.run import ideal_of, run_once, server_cpu, startup_cpu
 from servers.options import ServerOptions
 from servers.testing import running
 
@@ -64,3 +64,15 @@ def test_an_external_server_has_no_ideal() -> None:
         cells=(cell,), server=ServerOptions(seed=1), url="http://h"
     )
     assert ideal_of(cell, settings) is None
+
+
+def test_startup_cpu_is_a_python_childs_floor(tmp_path: Path) -> None:
+    codes = code_sets([], False, True, None)[0]
+    cell = make_cell("asyncio", "delay", 1000, codes)
+    settings = BenchSettings(cells=(cell,), server=ServerOptions(seed=1), retries=3)
+    with Spawner() as spawner:
+        floor = startup_cpu(cell, settings, tmp_path, spawner)
+    # Start-up and imports cost a Python process tens of milliseconds at least;
+    # retries to a refusing port would cost waiting, not CPU, and are not made.
+    assert floor is not None and 0.02 < floor < 2.0
+    assert list(tmp_path.iterdir()) == []
