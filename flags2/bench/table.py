@@ -166,11 +166,14 @@ def cpu_notes(rows: Sequence[Row], cores: int) -> list[str]:
             )
         elif eff is not None and eff < SLOW_EFFICIENCY and row.ideal is not None:
             gap = row.median_elapsed - row.ideal.elapsed
+            client, server = row.cpu_per_request()
+            n = len(row.cell.codes.codes)
             notes.append(
                 f"eff {eff:.2f}: {describe(row.cell)} is {gap:.2f}s over its ideal;"
-                f" its client used {row.client_cpu or 0:.2f}s of CPU (one process,"
-                f" start-up included), the server {row.server_cpu or 0:.2f}s:"
-                " sending its requests costs time before their delays even start"
+                f" its client spent {(client or 0) * n:.2f}s of CPU on its {n}"
+                " requests (start-up left out), in one process, and the server"
+                f" {(server or 0) * n:.2f}s: the last requests wait for the CPU"
+                " before their delays even start"
             )
     return notes
 
@@ -196,7 +199,7 @@ def _notes(
     ):
         busiest = max(rows, key=lambda row: row.cpu_load or 0.0)
         notes.append(
-            f"no cell was CPU-bound (>= {CPU_BOUND_SHARE:.0%} of {cores} cores);"
+            f"no cell was CPU-bound (>= {CPU_BOUND_SHARE:.0%} of {cores} cores busy);"
             f" busiest: {describe(busiest.cell)} at {busiest.cpu_load or 0:.1f}"
         )
     for peer in peers:

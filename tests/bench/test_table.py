@@ -48,7 +48,8 @@ def test_a_slow_cell_that_was_not_cpu_bound_says_what_cpu_it_used() -> None:
     slow = make_row(make_cell(), make_run(0.6, wall=0.7, client_cpu=0.42), ideal=0.4)
     (note,) = cpu_notes([slow], cores=2)
     assert note.startswith(f"eff 0.67: {describe(slow.cell)} is 0.20s over its ideal")
-    assert "its client used 0.42s of CPU" in note and "the server 0.10s" in note
+    assert "its client spent 0.42s of CPU on its 4 requests" in note
+    assert "and the server 0.10s" in note
 
 
 def test_without_a_cpu_bound_cell_the_busiest_is_named() -> None:
@@ -56,7 +57,7 @@ def test_without_a_cpu_bound_cell_the_busiest_is_named() -> None:
             for m, c in [(5, 0.1), (30, 0.3)]]  # fmt: skip
     lines = format_table(rows, make_settings(), cores=2)
     assert lines[-1] == (
-        "no cell was CPU-bound (>= 75% of 2 cores); busiest:"
+        "no cell was CPU-bound (>= 75% of 2 cores busy); busiest:"
         f" {describe(rows[1].cell)} at 0.4"
     )
 
