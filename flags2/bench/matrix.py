@@ -33,7 +33,9 @@ DEFAULT_MODES = ",".join(MODES)
 
 # Each peer's -m when none is given, and the most it really runs at once.
 _PEER_DEFAULT_M = 30  # the downloader issue compares with --parallel-max 30
-PEER_MAX_PARALLEL = {"curl": 300, "aria2c": 1000}  # curl caps --parallel-max
+# curl silently caps --parallel-max at 300; aria2c's -j has no cap of its own,
+# so it gets the concurrent modes' 1000.
+PEER_MAX_PARALLEL = {"curl": 300, "aria2c": 1000}
 
 
 def _split(text: str) -> list[str]:

@@ -58,3 +58,15 @@ def test_missing_matplotlib_says_how_to_install_it(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(PlotUnavailable, match=INSTALL_HINT.replace("[", r"\[")):
         check_available()
+
+
+def test_a_cpu_bound_panel_is_shaded(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    from flags2.bench.plot import draw_timeline
+
+    plain, shaded = tmp_path / "plain.svg", tmp_path / "shaded.svg"
+    draw_timeline([CONCURRENT], plain)
+    bound = Panel(CONCURRENT.title, CONCURRENT.flags, CONCURRENT.ideal, cpu_bound=True)
+    draw_timeline([bound], shaded)
+    assert b"#fff3e0" in shaded.read_bytes() and b"#fff3e0" not in plain.read_bytes()
+    assert b"CPU-bound" in shaded.read_bytes()  # and the legend says what it means
