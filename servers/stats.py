@@ -6,12 +6,14 @@ JSON-ready dict the ``/_stats`` endpoint answers::
 
     $ curl -s http://127.0.0.1:8001/_stats
     {"server": "delay", "seed": 7, "requests": {"200": 194, "404": 482},
-     "faults": {}, "peak_in_flight": 671, "in_flight": 0, "connections": 676, ...}
+     "faults": {}, "peak_in_flight": 671, "in_flight": 0, "connections": 676,
+     "cpu_seconds": 1.52}
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 __all__ = ["Stats"]
@@ -63,4 +65,6 @@ class Stats:
                 "peak_in_flight": self._peak_in_flight,
                 "in_flight": self._in_flight,
                 "connections": self._connections,
+                # The whole process's, so a client can tell what serving cost.
+                "cpu_seconds": time.process_time(),
             }

@@ -2,7 +2,8 @@
 
 Each panel is one run (the median run of a bench row): one lane per code in
 submission order, top to bottom, and a bar from the request's start to its
-finish, coloured by outcome; a dashed line marks the ideal time. Every panel
+finish, coloured by outcome; a dashed line marks the ideal time, and a shaded
+background a run that was CPU-bound. Every panel
 shares one time axis, so the staircase of the sequential run and the overlap of
 the concurrent ones are seen at a glance::
 
@@ -34,6 +35,7 @@ _COLOURS = {
     "ERROR": "#c62828",
     "CANCELLED": "#ef6c00",
 }
+_CPU_BOUND = "#fff3e0"  # a panel's background when its run was CPU-bound
 _LABELS = {"OK": "OK", "NOT_FOUND": "not found", "ERROR": "error",
            "CANCELLED": "cancelled"}  # fmt: skip
 
@@ -50,6 +52,8 @@ class Panel:
     flags: Sequence[dict[str, Any]]
     """The ``flags`` of a ``download --json`` record (cc, status, started...)."""
     ideal: float | None = None
+    cpu_bound: bool = False
+    """Shade the panel: client and server kept the machine's cores busy."""
 
 
 def check_available() -> None:
@@ -91,6 +95,10 @@ def draw_timeline(panels: Sequence[Panel], path: Path) -> None:
         from matplotlib.lines import Line2D
 
         handles.append(Line2D([], [], color="black", linestyle="--", label="ideal"))
+    if any(p.cpu_bound for p in panels):
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(color=_CPU_BOUND, label="CPU-bound"))
     fig.legend(handles=handles, loc="outside upper center", ncols=len(handles),
                frameon=False)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +124,8 @@ def _draw_panel(ax: Any, panel: Panel, seen: set[str]) -> None:
                   for _, f in lanes]  # fmt: skip
         ax.barh([i for i, _ in lanes], widths, left=starts, height=1.0,
                 color=colour, linewidth=0)  # fmt: skip
+    if panel.cpu_bound:
+        ax.set_facecolor(_CPU_BOUND)
     if panel.ideal:
         ax.axvline(panel.ideal, color="black", linestyle="--", linewidth=1)
     ax.set_ylim(len(flags) - 0.5, -0.5)  # first submitted on top

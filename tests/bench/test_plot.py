@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flags2.plot import INSTALL_HINT, Panel, PlotUnavailable, check_available
+from flags2.bench.plot import INSTALL_HINT, Panel, PlotUnavailable, check_available
 
 
 def flag(cc: str, status: str, started: float, finished: float) -> dict[str, Any]:
@@ -32,7 +32,7 @@ CONCURRENT = Panel(
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
 def test_timeline_is_written_and_not_empty(tmp_path: Path, suffix: str) -> None:
     pytest.importorskip("matplotlib", reason="the plot extra is not installed")
-    from flags2.plot import draw_timeline
+    from flags2.bench.plot import draw_timeline
 
     path = tmp_path / f"timeline{suffix}"
     draw_timeline([SEQUENTIAL, CONCURRENT], path)
@@ -46,7 +46,7 @@ def test_timeline_is_written_and_not_empty(tmp_path: Path, suffix: str) -> None:
 
 def test_nothing_to_draw_is_an_error(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the plot extra is not installed")
-    from flags2.plot import draw_timeline
+    from flags2.bench.plot import draw_timeline
 
     with pytest.raises(ValueError, match="nothing to draw"):
         draw_timeline([], tmp_path / "t.png")
@@ -58,3 +58,15 @@ def test_missing_matplotlib_says_how_to_install_it(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(PlotUnavailable, match=INSTALL_HINT.replace("[", r"\[")):
         check_available()
+
+
+def test_a_cpu_bound_panel_is_shaded(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    from flags2.bench.plot import draw_timeline
+
+    plain, shaded = tmp_path / "plain.svg", tmp_path / "shaded.svg"
+    draw_timeline([CONCURRENT], plain)
+    bound = Panel(CONCURRENT.title, CONCURRENT.flags, CONCURRENT.ideal, cpu_bound=True)
+    draw_timeline([bound], shaded)
+    assert b"#fff3e0" in shaded.read_bytes() and b"#fff3e0" not in plain.read_bytes()
+    assert b"CPU-bound" in shaded.read_bytes()  # and the legend says what it means

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flags2.ideal import flag_path, ideal_run, makespan, request_cost
+from flags2.bench.ideal import flag_path, ideal_run, makespan, request_cost
 from servers.options import ServerOptions, parse_faults
 from servers.plan import Planned, planned
 

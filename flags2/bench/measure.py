@@ -1,4 +1,4 @@
-"""Run a command and measure it from outside: its wall time and its own peak memory.
+"""Run a command and measure it from outside: wall time, CPU time, own peak memory.
 
 The obvious way, ``Popen`` then ``os.wait4`` for the child's ``ru_maxrss``,
 measures the wrong process on Linux: ``exec`` folds the high-water mark of the
@@ -60,7 +60,8 @@ for line in sys.stdin:
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
     print(json.dumps({"status": os.waitstatus_to_exitcode(status),
-                      "wall": wall, "maxrss": usage.ru_maxrss}), flush=True)
+                      "wall": wall, "maxrss": usage.ru_maxrss,
+                      "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
 """
 
 
@@ -74,6 +75,8 @@ class Measured:
     """Seconds from spawn to exit: start-up and shutdown included."""
     peak_rss_mib: float
     """The command's own peak resident memory, MiB (never below the helper's)."""
+    cpu_seconds: float = 0.0
+    """User plus system CPU time of the command (and of any children it waited for)."""
 
 
 def _mib(maxrss: int) -> float:
@@ -129,7 +132,12 @@ class Spawner:
         except BaseException:  # Ctrl-C: the child must not outlive us
             self._abandon(pid)
             raise
-        return Measured(int(done["status"]), float(done["wall"]), _mib(done["maxrss"]))
+        return Measured(
+            int(done["status"]),
+            float(done["wall"]),
+            _mib(done["maxrss"]),
+            float(done["cpu"]),
+        )
 
     def _send(self, job: dict[str, Any]) -> None:
         if self._proc is None or self._proc.stdin is None:

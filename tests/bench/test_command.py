@@ -1,4 +1,4 @@
-"""``flags2 bench``: the matrix, tiny real runs end to end, and bad options."""
+"""``flags2 bench`` on the command line: tiny real runs end to end, bad options."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import importlib.util
 import inspect
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,9 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from flags2 import bench
+from flags2.bench import defaults
+from flags2.bench.command import bench as bench_command
 from flags2.cli import app
-from flags2.cli import bench as bench_command
-from flags2.measure import Spawner
 from servers.launch import background
 
 runner = CliRunner()
@@ -36,48 +34,11 @@ def error_line(result: Result) -> str:
     return lines[-1]
 
 
-# -- the matrix ----------------------------------------------------------------
-
-
-def test_demo_is_pop20_in_each_mode_then_every_code_at_1000() -> None:
-    cells = bench.demo_cells(["delay"])
-    got = [(c.mode, c.max_req, c.concurrency, c.codes.label) for c in cells]
-    assert got == [
-        ("sequential", 1, 1, "POP20"),
-        ("threadpool", 30, 20, "POP20"),
-        ("asyncio", 5, 5, "POP20"),
-        ("threadpool", 1000, 676, "-e"),
-        ("asyncio", 1000, 676, "-e"),
-    ]
-
-
-def test_matrix_crosses_everything_once() -> None:
-    sets = bench.code_sets(["b"], False, True, None)
-    assert [(s.label, len(s.codes)) for s in sets] == [("B", 26), ("-e", 676)]
-    cells = bench.matrix(["sequential", "asyncio"], ["delay", "error"], [5, 30], sets)
-    # sequential is one run whatever -m: 2 servers x 2 sets x (1 + 2 asyncio -m)
-    assert len(cells) == 12
-    assert {c.concurrency for c in cells if c.mode == "sequential"} == {1}
-    assert {c.concurrency for c in cells if c.codes.label == "B"} == {1, 5, 26}
-
-
-def test_limit_applies_to_every_set_and_shows_in_its_label() -> None:
-    sets = bench.code_sets([], True, False, 100)
-    assert sets[0].label == "-a -l 100" and sets[0].args == ("-a", "-l", "100")
-    assert len(sets[0].codes) == 100
-
-
-def test_curl_is_capped_like_curl_caps_itself() -> None:
-    sets = bench.code_sets([], False, True, None)
-    cells = bench.matrix(["curl"], ["url"], [1000], sets)
-    assert (cells[0].max_req, cells[0].concurrency) == (1000, 300)
-
-
 def test_cli_defaults_are_the_benchs() -> None:
     params = inspect.signature(bench_command).parameters
-    assert params["min_delay"].default == bench.DEFAULT_MIN_DELAY
-    assert params["max_delay"].default == bench.DEFAULT_MAX_DELAY
-    assert params["repeat"].default == bench.DEFAULT_REPEAT
+    assert params["min_delay"].default == defaults.DEFAULT_MIN_DELAY
+    assert params["max_delay"].default == defaults.DEFAULT_MAX_DELAY
+    assert params["repeat"].default == defaults.DEFAULT_REPEAT
 
 
 # -- end to end ----------------------------------------------------------------
@@ -136,6 +97,21 @@ def test_tiny_bench_json_has_every_field(
     assert asyncio["peak_in_flight"] == 5  # the server saw all five at once
 
 
+def test_tiny_bench_json_has_client_and_server_cpu_for_every_run(
+    delay_run: tuple[Result, dict[str, Any], Path],
+) -> None:
+    result, data, _ = delay_run
+    for row in data["rows"]:
+        for run in row["runs"]:
+            assert set(run["cpu"]) == {"client", "server"}
+            assert run["cpu"]["client"] > 0 and run["cpu"]["server"] > 0
+        # A Python child's start-up is most of its CPU: measured apart, left out.
+        assert 0 < row["client_startup_cpu"] <= row["runs"][0]["cpu"]["client"] * 1.5
+        assert row["cpu_per_request"]["client"] >= 0
+        assert isinstance(row["cpu_bound"], bool)
+    assert "CPU ms/req" in result.output.splitlines()[1]
+
+
 @pytest.mark.skipif(
     not HAS_MATPLOTLIB, reason="matplotlib not installed (flags2[plot])"
 )
@@ -192,6 +168,45 @@ def test_url_with_curl_shows_the_ratio_to_curl(tmp_path: Path) -> None:
     assert asyncio["efficiency"] is None and asyncio["peak_in_flight"] is None
 
 
+@pytest.mark.skipif(
+    shutil.which("curl") is None or shutil.which("aria2c") is None,
+    reason="curl or aria2c not installed",
+)
+def test_url_with_curl_and_aria2c_prints_a_row_for_each(tmp_path: Path) -> None:
+    record = tmp_path / "bench.json"
+    with background(["local"]) as local:
+        result = invoke(
+            *CODES, "--url", local.urls["local"], "--modes", "asyncio,curl,aria2c",
+            "--repeat", "1", "--json", str(record),
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].split()[-4:] == ["vs", "curl", "vs", "aria2c"]
+    assert [line.split()[0] for line in lines[2:5]] == ["asyncio", "curl", "aria2c"]
+    rows = json.loads(record.read_text())["rows"]
+    for row in rows:
+        assert row["counts"] == {"OK": 4, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0}
+        assert row["runs"][0]["cpu"]["client"] > 0
+    assert rows[0]["vs_curl"] > 0 and rows[0]["vs_aria2c"] > 0
+
+
+@pytest.mark.parametrize("peer", ["curl", "aria2c"])
+def test_a_peer_not_installed_is_one_line_and_exit_2(
+    peer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda name: None if name == peer else real(name)
+    )
+    result = invoke(
+        "BR", "--url", "http://127.0.0.1:9/flags", "--modes", f"asyncio,{peer}"
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"flags2 bench: --modes {peer}: {peer} is not installed (not on PATH)"
+    ]
+
+
 # -- bad options ---------------------------------------------------------------
 
 
@@ -201,6 +216,7 @@ def test_url_with_curl_shows_the_ratio_to_curl(tmp_path: Path) -> None:
         (["--repeat", "0"], "--repeat must be >= 1"),
         (["--modes", "trio"], "--modes: unknown mode 'trio'"),
         (["--modes", "curl"], "--modes curl needs --url"),
+        (["--modes", "asyncio,aria2c"], "--modes aria2c needs --url"),
         (["--servers", "remote"], "--servers: unknown server 'remote'"),
         (["-m", "5,x"], "--max-req: 'x' is not an integer"),
         (["-m", "0"], "--max-req: each value must be >= 1"),
@@ -231,25 +247,3 @@ def test_plot_without_matplotlib_says_how_to_install_it(
     assert result.output.strip().splitlines() == [
         "flags2 bench: --plot needs matplotlib: pip install 'flags2[plot]'"
     ]
-
-
-# -- measuring a child ---------------------------------------------------------
-
-
-def test_peak_memory_is_the_childs_own_not_the_benchs(tmp_path: Path) -> None:
-    out, err = tmp_path / "out", tmp_path / "err"
-    python = [sys.executable, "-I", "-S", "-c"]
-    with Spawner() as spawner:
-        small = spawner.run([*python, "pass"], env={}, stdout=out, stderr=err)
-        big = spawner.run(
-            [*python, "b = b'x' * (64 * 2**20)"], env={}, stdout=out, stderr=err
-        )
-        failed = spawner.run(
-            [*python, "raise SystemExit(3)"], env={}, stdout=out, stderr=err
-        )
-        with pytest.raises(OSError):
-            spawner.run(["no-such-command-here"], env={}, stdout=out, stderr=err)
-    assert small.status == big.status == 0 and failed.status == 3
-    assert small.peak_rss_mib < 25  # however big this pytest process is
-    assert big.peak_rss_mib - small.peak_rss_mib > 60
-    assert 0 < small.wall < 5

@@ -1,0 +1,175 @@
+"""The cells of a bench: its comma-list options parsed, crossed into a matrix.
+
+Every parser raises ValueError with the one-line message the command line
+shows (exit status 2)::
+
+    >>> [c.mode for c in matrix(parse_modes("sequential,asyncio", url=None),
+    ...     ["delay"], None, code_sets([], False, False, None))]
+    ['sequential', 'asyncio']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flags2.bench.model import PEERS, Cell, CodeSet
+from flags2.codes import POP20_CC, expand_cc_args
+from flags2.runner import MODES, load_mode
+from servers.options import SERVER_KINDS
+
+__all__ = [
+    "DEFAULT_MODES",
+    "PEER_MAX_PARALLEL",
+    "code_sets",
+    "demo_cells",
+    "make_cell",
+    "matrix",
+    "parse_max_req",
+    "parse_modes",
+    "parse_servers",
+]
+
+DEFAULT_MODES = ",".join(MODES)
+
+# Each peer's -m when none is given, and the most it really runs at once.
+_PEER_DEFAULT_M = 30  # the downloader issue compares with --parallel-max 30
+# curl silently caps --parallel-max at 300; aria2c's -j has no cap of its own,
+# so it gets the concurrent modes' 1000.
+PEER_MAX_PARALLEL = {"curl": 300, "aria2c": 1000}
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_modes(text: str, *, url: str | None) -> list[str]:
+    """``--modes``: a comma list of modes; with ``--url``, peers (curl, aria2c) too."""
+    modes = [m.lower() for m in _split(text)]
+    if not modes:
+        raise ValueError("--modes: no mode given")
+    for mode in modes:
+        if mode in PEERS and url is None:
+            raise ValueError(
+                f"--modes {mode} needs --url: {mode} is compared on an external server"
+            )
+        if mode not in MODES and mode not in PEERS:
+            raise ValueError(
+                f"--modes: unknown mode {mode!r} (choose from"
+                f" {', '.join(MODES)}; {', '.join(PEERS)} with --url)"
+            )
+    return list(dict.fromkeys(modes))
+
+
+def parse_servers(text: str) -> list[str]:
+    """``--servers``: a comma list of local, delay, error."""
+    kinds = [k.lower() for k in _split(text)]
+    if not kinds:
+        raise ValueError("--servers: no server given")
+    for kind in kinds:
+        if kind not in SERVER_KINDS:
+            raise ValueError(
+                f"--servers: unknown server {kind!r}"
+                f" (choose from {', '.join(SERVER_KINDS)})"
+            )
+    return list(dict.fromkeys(kinds))
+
+
+def parse_max_req(text: str) -> list[int]:
+    """``--max-req``: a comma list of integers >= 1."""
+    items = _split(text)
+    if not items:
+        raise ValueError("--max-req: no value given")
+    values = []
+    for item in items:
+        try:
+            value = int(item)
+        except ValueError:
+            raise ValueError(f"--max-req: {item!r} is not an integer") from None
+        if value < 1:
+            raise ValueError(f"--max-req: each value must be >= 1, not {value}")
+        values.append(value)
+    return list(dict.fromkeys(values))
+
+
+def code_sets(
+    cc: Sequence[str], all_cc: bool, every: bool, limit: int | None
+) -> list[CodeSet]:
+    """The code sets of the matrix: each of CC..., ``-a``, ``-e`` given is one.
+
+    Unlike ``download``, where ``-e`` wins over ``-a`` and both over CC, a bench
+    compares them: ``-a -e`` makes two rows per mode. Nothing given is POP20.
+    Raises ValueError on a bad code.
+    """
+    tail = ("-l", str(limit)) if limit is not None else ()
+    sets: list[tuple[str, tuple[str, ...], list[str]]] = []
+    if cc:
+        codes = expand_cc_args(False, False, cc, limit)
+        sets.append((" ".join(c.upper() for c in cc), tuple(cc), codes))
+    if all_cc:
+        sets.append(("-a", ("-a",), expand_cc_args(False, True, [], limit)))
+    if every:
+        sets.append(("-e", ("-e",), expand_cc_args(True, False, [], limit)))
+    if not sets:
+        sets.append(("POP20", (), expand_cc_args(False, False, POP20_CC, limit)))
+    return [
+        CodeSet(" ".join([label, *tail]), args + tail, tuple(codes))
+        for label, args, codes in sets
+    ]
+
+
+def make_cell(mode: str, server: str, max_req: int | None, codes: CodeSet) -> Cell:
+    """One cell, its -m defaulted and capped as the mode itself would."""
+    if mode in PEERS:
+        requested = max_req or _PEER_DEFAULT_M
+        cap = PEER_MAX_PARALLEL[mode]
+    else:
+        module = load_mode(mode)
+        requested = max_req or module.DEFAULT_CONCUR_REQ
+        cap = module.MAX_CONCUR_REQ
+        if cap == 1:
+            requested = 1  # sequential: every -m is the same run
+    concurrency = max(1, min(requested, cap, len(codes.codes)))
+    return Cell(mode, server, requested, codes, concurrency)
+
+
+def matrix(
+    modes: Sequence[str],
+    servers: Sequence[str],
+    max_reqs: Sequence[int] | None,
+    sets: Sequence[CodeSet],
+) -> tuple[Cell, ...]:
+    """Every combination, each mode at its default -m when `max_reqs` is None.
+
+    Cells that would be the same run (sequential at any -m) appear once.
+    """
+    levels: list[int | None] = [*max_reqs] if max_reqs else [None]
+    cells: dict[tuple[str, str, int, CodeSet], Cell] = {}
+    for server in servers:
+        for codes in sets:
+            for mode in modes:
+                for m in levels:
+                    cell = make_cell(mode, server, m, codes)
+                    key = (mode, server, cell.concurrency, codes)
+                    cells.setdefault(key, cell)
+    return tuple(cells.values())
+
+
+def demo_cells(servers: Sequence[str]) -> tuple[Cell, ...]:
+    """The default matrix: the book's two lessons in one table.
+
+    POP20 in every mode at its default -m (sequential, threadpool 30, asyncio
+    5: the "five times faster" comparison, and how -m caps asyncio), then
+    threadpool and asyncio over every code AA..ZZ at -m 1000 (676 requests at
+    once, where sequential would take minutes).
+    """
+    pop20, every = (
+        code_sets([], False, False, None)[0],
+        code_sets([], False, True, None)[0],
+    )
+    cells: list[Cell] = []
+    for server in servers:
+        cells += [make_cell(mode, server, None, pop20) for mode in MODES]
+        cells += [
+            make_cell(mode, server, 1000, every) for mode in ("threadpool", "asyncio")
+        ]
+    return tuple(cells)

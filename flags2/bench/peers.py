@@ -1,0 +1,88 @@
+"""Other downloaders as rows of the bench: curl and aria2c, run like flags2.
+
+Each peer gets what a flags2 run gets: a fresh folder, the cell's codes in
+the same order, the cell's concurrency (curl's ``--parallel-max``, aria2c's
+``-j``), no retries. Neither reports per-request times, so its record is a
+stand-in with counts and the wall time as its elapsed::
+
+    >>> command(cell, "http://127.0.0.1:8001/flags", dest, scratch)[:3]
+    ['curl', '--parallel', '--parallel-max']
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from flags2.bench.model import ARIA2C, CURL, Cell
+
+__all__ = ["command", "missing", "peer_record"]
+
+# aria2c's own error code for "Resource not found" (an HTTP 404).
+_ARIA2C_NOT_FOUND = "3"
+_ARIA2C_ERROR = re.compile(r"errorCode=(\d+) URI=(\S+)")
+_ARIA2C_OK = re.compile(r"^\w+\|OK\s*\|", re.MULTILINE)
+
+
+def missing(mode: str) -> bool:
+    """True if the peer's program is not on PATH."""
+    return shutil.which(mode) is None
+
+
+def _url(base_url: str, cc: str) -> str:
+    low = cc.lower()
+    return f"{base_url}/{low}/{low}.gif"
+
+
+def command(cell: Cell, base_url: str, dest: Path, scratch: Path) -> list[str]:
+    """The peer's command line for `cell`; `scratch` may hold its input file."""
+    if cell.mode == CURL:
+        argv = [
+            "curl", "--parallel", "--parallel-max", str(cell.concurrency), "-s",
+            "-w", "%{http_code}\\n",  # one status per transfer, to count like flags2
+        ]  # fmt: skip
+        for cc in cell.codes.codes:
+            argv += ["-o", str(dest / f"{cc}.gif"), _url(base_url, cc)]
+        return argv
+    if cell.mode == ARIA2C:
+        listing = scratch / "aria2c-input.txt"
+        listing.write_text(
+            "".join(
+                f"{_url(base_url, cc)}\n  out={cc}.gif\n" for cc in cell.codes.codes
+            ),
+            encoding="utf-8",
+        )
+        return [
+            "aria2c", "-i", str(listing), "-d", str(dest),
+            "-j", str(cell.concurrency), "--max-tries=1",  # as flags2 --retries 0
+            "--allow-overwrite=true", "--auto-file-renaming=false",
+            "--file-allocation=none", "--summary-interval=0",
+            "--show-console-readout=false", "--console-log-level=error",
+            "--download-result=full",  # one OK/ERR line per file, to count
+        ]  # fmt: skip
+    raise ValueError(f"not a peer: {cell.mode!r}")
+
+
+def _statuses(cell: Cell, stdout: str) -> tuple[int, int]:
+    """(OK, not found) as the peer's own output tells."""
+    if cell.mode == CURL:
+        codes = stdout.split()
+        return codes.count("200"), codes.count("404")
+    failed = dict((uri, code) for code, uri in _ARIA2C_ERROR.findall(stdout))
+    not_found = sum(code == _ARIA2C_NOT_FOUND for code in failed.values())
+    return len(_ARIA2C_OK.findall(stdout)), not_found
+
+
+def peer_record(cell: Cell, base_url: str, wall: float, stdout: str) -> dict[str, Any]:
+    """A stand-in for a ``download --json`` record, from the peer's output."""
+    ok, not_found = _statuses(cell, stdout)
+    # Anything neither OK nor 404 is an error, transfers never done included.
+    errors = max(0, len(cell.codes.codes) - ok - not_found)
+    counts = {"OK": ok, "NOT_FOUND": not_found, "ERROR": errors, "CANCELLED": 0}
+    return {
+        "mode": cell.mode, "server": "CUSTOM", "base_url": base_url,
+        "concurrency": cell.concurrency, "elapsed": round(wall, 6),
+        "counts": counts, "flags": [],
+    }  # fmt: skip
