@@ -73,7 +73,7 @@ def test_usage_error_from_a_real_process_is_exit_2_without_traceback() -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "Error: -m/--max_req CONCURRENT must be >= 1" in proc.stderr
+    assert "Error: Invalid value for '-m' / '--max_req' / '--max-req': 0" in proc.stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
