@@ -18,7 +18,7 @@ from typing import Protocol, cast
 
 from flags2.report import final_report, initial_report, run_record
 from flags2.settings import MODES, Settings
-from flags2.status import DownloadStatus, no_answer
+from flags2.status import DownloadStatus
 from flags2.tracker import Tracker
 from flags2.urls import host_port as _host_port
 from flags2.urls import redact
@@ -119,12 +119,11 @@ def _hint_if_down(tracker: Tracker, serve: bool) -> None:
     Probing the server again would cost a second wait on a server that never
     answers (a dropped SYN, a DNS blackhole).
     """
-    results = tracker.results.values()
-    if any(r.http_status is not None for r in results):
-        return
-    if not all(no_answer(r) for r in results if r.status is DownloadStatus.ERROR):
+    if tracker.answered or tracker.no_answers < tracker.counter[DownloadStatus.ERROR]:
         return
     where = redact(tracker.settings.base_url)
+    if tracker.proxy is not None:
+        where += f" through proxy {tracker.proxy}"
     advice = _advice(tracker, serve)
     print(f"hint: nothing answers at {where}; {advice}", file=sys.stderr)
 
@@ -132,7 +131,7 @@ def _hint_if_down(tracker: Tracker, serve: bool) -> None:
 def _advice(tracker: Tracker, serve: bool) -> str:
     kind = BUNDLED.get(tracker.settings.server)
     if tracker.proxy is not None:
-        return f"is the proxy {tracker.proxy} running?"
+        return "is the proxy running?"
     if kind is not None and not serve:
         return f"start it with 'flags2 serve {kind}', or drop --no-serve"
     return "is the server running?"

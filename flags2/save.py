@@ -72,8 +72,12 @@ class Saver:
         # Held for a whole write, so cancel() never races a half-written file.
         self._lock = threading.Lock()
         self._cancelled = False
+        self.saved: dict[str, int] = {}
+        """Each file this saver wrote, and its size: what a stop must not lose."""
         self.failed: OSError | None = None
         """The write error that cancelled this saver (ENOSPC...), if one did."""
+        self.failed_file = ""
+        """The file whose save met `failed`."""
         self.swept = self._sweep()
         """How many stale temporaries were removed from `dest` at the start."""
 
@@ -87,7 +91,7 @@ class Saver:
                     dir=self.dest, prefix=_PREFIX.format(filename), suffix=_SUFFIX
                 )
             except OSError as exc:
-                self._fail(exc)
+                self._fail(exc, filename)
                 raise
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is in place
@@ -95,18 +99,19 @@ class Saver:
                 with open(fd, "wb", closefd=False) as file:
                     file.write(body)
                 os.replace(tmp, self.dest / filename)
+                self.saved[filename] = len(body)
             except BaseException as exc:  # KeyboardInterrupt too: no .part survives
                 Path(tmp).unlink(missing_ok=True)
                 if isinstance(exc, OSError):
-                    self._fail(exc)
+                    self._fail(exc, filename)
                 raise
             finally:
                 os.close(fd)
             return True
 
-    def _fail(self, exc: OSError) -> None:
+    def _fail(self, exc: OSError, filename: str) -> None:
         if exc.errno in FATAL_ERRNOS:
-            self.failed = exc
+            self.failed, self.failed_file = exc, filename
             self._cancelled = True
 
     def _sweep(self) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 from flags2.save import Saver
 from flags2.settings import Settings
-from flags2.status import DownloadStatus, FlagResult, no_answer
+from flags2.status import DownloadStatus, FlagResult, describe_error, no_answer
 from flags2.urls import redact, run_proxy
 
 __all__ = ["MIN_GIVE_UP", "Tracker", "thread_pool"]
@@ -58,11 +58,15 @@ class Tracker:
         """Why the run stopped early (a full disk, no server), if it did."""
         self.unreachable = False
         self.give_up_after = max(MIN_GIVE_UP, settings.concurrency)
-        self._answered = False
+        self.answered = False
+        """True once any request got an answer (any HTTP status)."""
+        self.no_answers = 0
+        """Flags that failed without an answer: refused, unreachable, silent."""
         self._silent = 0  # requests in a row without an answer
 
     def record(self, result: FlagResult) -> None:
-        silent = no_answer(result)
+        silent = no_answer(result)  # before the proxy's note changes the text
+        self.no_answers += silent
         if self.proxy is not None and result.status is DownloadStatus.ERROR:
             result = dataclasses.replace(
                 result, error=f"{result.error} (through proxy {self.proxy})"
@@ -85,8 +89,8 @@ class Tracker:
             )
             raise _Stop
         if result.http_status is not None:
-            self._answered = True
-        if self._answered or result.status is DownloadStatus.CANCELLED:
+            self.answered = True
+        if self.answered or result.status is DownloadStatus.CANCELLED:
             return
         self._silent = self._silent + 1 if silent else 0
         if self._silent >= self.give_up_after:
@@ -116,13 +120,29 @@ class Tracker:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
-            now = time.perf_counter()
-            for cc in self.cc_list:
-                if cc not in self.results:
-                    self.results[cc] = FlagResult(
-                        cc, DownloadStatus.CANCELLED, started=now, finished=now
-                    )
-                    self.counter[DownloadStatus.CANCELLED] += 1
+            self._settle()
+
+    def _settle(self) -> None:
+        """Give every code without a result one: saved, or cancelled.
+
+        A stop can leave flags that were saved but never recorded (their
+        results still queued in the pool): the saver knows them.
+        """
+        now, saver = time.perf_counter(), self.saver
+        for cc in self.cc_list:
+            if cc in self.results:
+                continue
+            size = saver.saved.get(f"{cc}.gif")
+            if size is not None:
+                result = FlagResult(cc, DownloadStatus.OK, 200, size, 1)
+            elif saver.failed is not None and saver.failed_file == f"{cc}.gif":
+                error = describe_error(saver.failed)
+                result = FlagResult(cc, DownloadStatus.ERROR, 200, error=error)
+            else:
+                result = FlagResult(cc, DownloadStatus.CANCELLED)
+            result = dataclasses.replace(result, started=now, finished=now)
+            self.results[cc] = result
+            self.counter[result.status] += 1
 
     def ordered_results(self) -> list[FlagResult]:
         return [self.results[cc] for cc in self.cc_list if cc in self.results]
@@ -155,14 +175,25 @@ def _progress_bar(total: int, verbose: bool) -> Any:
     # The counts come first: at any width tqdm shrinks the bar, then trims
     # the line's end, so a narrow terminal loses the timings, never the counts.
     # dynamic_ncols reads the width at each redraw, so a resize only changes it.
-    return tqdm(
+    bar = tqdm(
         total=total,
         unit="flag",
         file=stderr,
         dynamic_ncols=True,
-        bar_format="{n_fmt}/{total_fmt} {postfix} |{bar}| {elapsed}<{remaining}",
+        bar_format="{n_fmt}/{total_fmt}{postfix} |{bar}| {elapsed}<{remaining}",
         postfix=_counts(Counter()),
     )
+    width = bar.dynamic_ncols
+    if callable(width):
+        # Two columns short of the terminal: the ^C a terminal echoes then
+        # fits on the bar's line, instead of wrapping and leaving a copy of
+        # the bar above the last one when it is drawn again.
+        def narrower(file: Any) -> tuple[int | None, int | None]:
+            cols, rows = width(file)
+            return (None if cols is None else max(cols - 2, 10)), rows
+
+        bar.dynamic_ncols = narrower
+    return bar
 
 
 def _counts(count: Counter[DownloadStatus]) -> str:
