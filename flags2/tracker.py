@@ -174,26 +174,34 @@ def _progress_bar(total: int, verbose: bool) -> Any:
 
     # The counts come first: at any width tqdm shrinks the bar, then trims
     # the line's end, so a narrow terminal loses the timings, never the counts.
-    # dynamic_ncols reads the width at each redraw, so a resize only changes it.
+    cols, rows = _screen_shape(stderr)
     bar = tqdm(
         total=total,
         unit="flag",
         file=stderr,
-        dynamic_ncols=True,
+        ncols=cols,
+        nrows=rows,
         bar_format="{n_fmt}/{total_fmt}{postfix} |{bar}| {elapsed}<{remaining}",
         postfix=_counts(Counter()),
     )
-    width = bar.dynamic_ncols
-    if callable(width):
-        # Two columns short of the terminal: the ^C a terminal echoes then
-        # fits on the bar's line, instead of wrapping and leaving a copy of
-        # the bar above the last one when it is drawn again.
-        def narrower(file: Any) -> tuple[int | None, int | None]:
-            cols, rows = width(file)
-            return (None if cols is None else max(cols - 2, 10)), rows
-
-        bar.dynamic_ncols = narrower
+    # What dynamic_ncols=True stores, with our width: read at every redraw,
+    # so a resized terminal only changes the width of the next line.
+    bar.dynamic_ncols = _screen_shape
     return bar
+
+
+def _screen_shape(file: Any) -> tuple[int | None, int | None]:
+    """The bar's width and height: three columns short of the terminal's.
+
+    tqdm leaves one column free; two more are for the ^C a terminal echoes
+    on Ctrl-C, which then stays on the bar's line instead of wrapping and
+    leaving a copy of the bar above the final one.
+    """
+    try:
+        size = os.get_terminal_size(file.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None, None
+    return max(size.columns - 3, 10), size.lines - 1
 
 
 def _counts(count: Counter[DownloadStatus]) -> str:
