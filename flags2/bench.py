@@ -57,6 +57,7 @@ from flags2.ideal import IdealRun, ideal_run, makespan
 from flags2.measure import Spawner
 from flags2.runner import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK, MODES, load_mode
 from flags2.settings import DEFAULT_TIMEOUT
+from flags2.urls import redact
 from servers.launch import LaunchError
 from servers.options import SERVER_KINDS, ServerOptions, describe_faults
 
@@ -451,7 +452,7 @@ def _curl_record(
         counts[key] += 1
     counts["ERROR"] += len(cell.codes.codes) - len(statuses)  # transfers never done
     return {
-        "mode": CURL, "server": "CUSTOM", "base_url": base_url,
+        "mode": CURL, "server": "CUSTOM", "base_url": redact(base_url),
         "concurrency": cell.concurrency, "elapsed": round(wall, 6),
         "counts": counts, "flags": [],
     }  # fmt: skip
@@ -532,7 +533,7 @@ def _progress(total: int) -> Any:
 def _banner(settings: BenchSettings, cells: Sequence[Cell]) -> str:
     opts = settings.server
     if settings.url is not None:
-        where = f"server {settings.url}"
+        where = f"server {redact(settings.url)}"
     else:
         where = (
             f"seed {settings.seed} (replay with --seed {settings.seed});"
@@ -774,7 +775,7 @@ def bench_record(rows: Sequence[Row], settings: BenchSettings) -> dict[str, Any]
             "repeat": settings.repeat,
             "retries": settings.retries,
             "timeout": settings.timeout,
-            "url": settings.url,
+            "url": None if settings.url is None else redact(settings.url),
             "min_delay": opts.min_delay,
             "max_delay": opts.max_delay,
             "error_rate": opts.error_rate,

@@ -253,3 +253,14 @@ def test_peak_memory_is_the_childs_own_not_the_benchs(tmp_path: Path) -> None:
     assert small.peak_rss_mib < 25  # however big this pytest process is
     assert big.peak_rss_mib - small.peak_rss_mib > 60
     assert 0 < small.wall < 5
+
+
+def test_a_password_in_url_is_never_shown(closed_port: int, tmp_path: Path) -> None:
+    record = tmp_path / "bench.json"
+    url = f"http://me:S3cret@127.0.0.1:{closed_port}/flags"
+    result = invoke("BR", "--url", url, "--modes", "asyncio", "--repeat", "1",
+                    "--json", str(record))  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"server http://me:***@127.0.0.1:{closed_port}/flags" in result.output
+    assert "S3cret" not in result.output
+    assert "S3cret" not in record.read_text()

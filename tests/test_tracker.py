@@ -4,15 +4,20 @@ import errno
 import fcntl
 import io
 import os
+import pty
 import re
+import shutil
 import struct
 import sys
 import termios
 import threading
+import time
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from flags2.settings import Settings
 from flags2.status import DownloadStatus, FlagResult, describe_error
@@ -242,3 +247,61 @@ def test_no_animation_on_a_dumb_terminal(
     with tracker.running():
         tracker.record(FlagResult("AA", DownloadStatus.OK))
     assert terminal.getvalue() == ""
+
+
+def test_ctrl_c_on_a_terminal_leaves_one_clean_bar_line(
+    httpserver: HTTPServer, dest: Path
+) -> None:
+    # A real terminal (a pty 50 columns wide): its line discipline turns the
+    # typed ^C into SIGINT and echoes "^C" after the bar.
+    cols = 50
+    release, answered = threading.Event(), threading.Event()
+
+    def slow(request: Request) -> Response:
+        if request.path.endswith("/ad/ad.gif"):
+            answered.set()
+        else:
+            release.wait(20)
+        return Response(status=404)
+
+    httpserver.expect_request(re.compile("/flags/.*")).respond_with_handler(slow)
+    flags2 = shutil.which("flags2")
+    assert flags2 is not None
+    args = [flags2, "download", "-e", "-m", "5", "--timeout", "30",
+            "-s", httpserver.url_for("/flags"), "-d", str(dest)]  # fmt: skip
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+        os.execve(flags2, args, {**os.environ, "TERM": "xterm"})
+    output = b""
+    try:
+        deadline = time.monotonic() + 15
+        while b"0/676" not in output and time.monotonic() < deadline:
+            output += os.read(master, 4096)
+        assert answered.wait(10)
+        time.sleep(0.3)  # AD's result is counted; tqdm draws it when it closes
+        os.write(master, b"\x03")
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child is gone
+                break
+            if not chunk:
+                break
+            output += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        os.close(master)
+    text = output.decode()
+    assert os.waitstatus_to_exitcode(status) == 130, text
+    assert "Traceback" not in text
+    bar, _, after = text.partition("^C")
+    last_frame = re.split(r"[\r\n]", bar)[-1]
+    assert last_frame.startswith("0/676, OK=0 404=0 errors=0 |"), text
+    assert len(last_frame) + len("^C") < cols  # the echo does not wrap
+    # One redraw of that same line (\r first), then the report on the next one.
+    redraw, newline, report = after.partition("\n")
+    assert newline and report.lstrip("\r").startswith("-" * 20), text
+    assert redraw.startswith("\r1/676, OK=0 404=1 errors=0 |"), text
+    assert len(redraw.strip()) < cols
