@@ -359,7 +359,7 @@ def _check_json(json: str) -> None:
         _usage_error(f"--json: folder {str(path.parent)!r} does not exist")
     try:
         if path.exists():  # opened without O_TRUNC: nothing changes yet
-            os.close(os.open(path, os.O_WRONLY))
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # a fifo: no wait
         else:
             _probe(path.parent)
     except OSError as exc:
@@ -369,6 +369,8 @@ def _check_json(json: str) -> None:
 def _check_dest(dest: Path) -> None:
     """Create `dest` if it passes; a folder that cannot be written is refused."""
     existing = next(p for p in [dest, *dest.parents] if os.path.lexists(p))
+    if existing == dest and not dest.is_dir():  # a device, a broken link
+        _usage_error(f"-d/--dest {str(dest)!r} is not a folder")
     try:
         if existing != dest:
             _probe(existing)  # creating nothing yet when a later check fails

@@ -66,11 +66,16 @@ class FlagResult:
 
 
 def no_answer(result: FlagResult) -> bool:
-    """True if `result` failed without any answer from the server."""
+    """True if `result` failed without any answer from the server.
+
+    A failed TLS handshake is a ConnectError too, but something answered it.
+    """
+    error = result.error or ""
     return (
         result.status is DownloadStatus.ERROR
         and result.http_status is None
-        and (result.error or "").endswith(_NO_ANSWER)
+        and error.endswith(_NO_ANSWER)
+        and not error.startswith("[SSL")
     )
 
 

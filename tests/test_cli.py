@@ -534,3 +534,21 @@ def test_a_dead_proxy_is_named_in_each_error_and_the_hint(
         " is the proxy running?"
     ) in out
     assert "S3cret" not in out
+
+
+def test_dest_that_is_a_device_is_refused(httpserver: HTTPServer) -> None:
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", "/dev/null")
+    assert code == 2
+    assert "-d/--dest '/dev/null' is not a folder" in _one_error_line(out)
+    assert httpserver.log == []
+
+
+def test_json_into_a_fifo_nobody_reads_is_refused_at_once(
+    httpserver: HTTPServer, tmp_path: Path, dest: Path
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(dest),
+                         "--json", str(fifo))  # fmt: skip
+    assert code == 2
+    assert f"--json '{fifo}' is not writable" in _one_error_line(out)

@@ -34,6 +34,7 @@ def test_not_found_lines_hide_the_password() -> None:
         (httpx.ReadTimeout("timed out"), True),
         (httpx.ProxyError("502 from the proxy"), True),
         (httpx.ReadError("connection reset"), False),  # something answered
+        (httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version"), False),
         (httpx.RemoteProtocolError("bad head"), False),
     ],
 )
