@@ -3,7 +3,8 @@
 Every mode hands each finished flag to :meth:`Tracker.record`, which counts it
 and shows it (one verbose line, or a step of the progress bar with live
 counts). :meth:`Tracker.running` wraps a mode's work: on Ctrl-C it stops
-saving, and every code without a result is counted as cancelled.
+saving, and every code without a result is counted as cancelled (or as saved,
+when the saver wrote it but its result never reached the loop).
 
 Two failures stop a run the way Ctrl-C does, said in :attr:`Tracker.stopped`:
 a write error every flag would repeat (a full disk), and a server that never
