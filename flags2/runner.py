@@ -15,12 +15,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Protocol, cast
+from urllib.parse import urlsplit
 
 from flags2.report import final_report, initial_report, run_record
 from flags2.settings import MODES, Settings
 from flags2.status import DownloadStatus
 from flags2.tracker import Tracker
-from flags2.urls import host_port as _host_port
 from flags2.urls import redact
 
 __all__ = [
@@ -83,6 +83,12 @@ def run(
         return EXIT_INTERRUPTED
     failed = tracker.counter[DownloadStatus.ERROR] or tracker.stopped or not written
     return EXIT_ERRORS if failed else EXIT_OK
+
+
+def _host_port(base_url: str) -> tuple[str, int]:
+    parts = urlsplit(base_url)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.hostname or "localhost", parts.port or default
 
 
 @contextlib.contextmanager

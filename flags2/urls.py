@@ -27,7 +27,6 @@ __all__ = [
     "check_base_url",
     "check_proxies",
     "flag_url",
-    "host_port",
     "redact",
     "run_proxy",
 ]
@@ -91,12 +90,6 @@ def run_proxy(base_url: str) -> str | None:
     if proxy_bypass(host):  # NO_PROXY
         return None
     return redact(proxy)
-
-
-def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    default = 443 if parts.scheme.lower() == "https" else 80
-    return parts.hostname or "localhost", parts.port or default
 
 
 def redact(url: str) -> str:
