@@ -10,22 +10,37 @@ This module only parses and checks; a run itself is :func:`flags2.runner.run`.
 from __future__ import annotations
 
 import contextlib
-import enum
 import inspect
+import math
 import os
 import sys
 import tempfile
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO
-from urllib.parse import urlsplit
+from typing import Any, NoReturn, TextIO
 
 import typer
 
-from flags2 import __version__
+from flags2 import stdio
 from flags2.bench.command import bench
 from flags2.codes import POP20_CC, expand_cc_args
+from flags2.options import (
+    AllOpt,
+    CcArg,
+    DestOpt,
+    EveryOpt,
+    JsonOpt,
+    LimitOpt,
+    MaxReqOpt,
+    ModeOpt,
+    NoServeOpt,
+    RetriesOpt,
+    ServerOpt,
+    TimeoutOpt,
+    VerboseOpt,
+    VersionOpt,
+)
 from flags2.settings import (
     DEFAULT_DEST,
     DEFAULT_SERVER,
@@ -33,9 +48,9 @@ from flags2.settings import (
     SERVERS,
     Settings,
 )
+from flags2.urls import BadURL, check_base_url, check_proxies, redact
 
 __all__ = [
-    "Mode",
     "app",
     "main",
     "main_asyncio",
@@ -45,13 +60,8 @@ __all__ = [
 ]
 
 _EXIT_USAGE = 2
-
-
-class Mode(enum.StrEnum):
-    sequential = "sequential"
-    threadpool = "threadpool"
-    asyncio = "asyncio"
-
+# -h as well as --help, as the book's argparse scripts have.
+_HELP = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     name="flags2",
@@ -60,99 +70,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=_HELP,
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"flags2 {__version__}")
-        raise typer.Exit()
-
-
-_SERVER_HELP = (
-    f"Server to hit: {', '.join(sorted(SERVERS))} (any case) or an http(s):// base"
-    f" URL (default={DEFAULT_SERVER})."
-)
-
-CcArg = Annotated[
-    list[str] | None,
-    typer.Argument(
-        metavar="[CC]...",
-        help="Country code or 1st letter (eg. B for BA...BZ). "
-        "Default: top 20 countries by population.",
-        show_default=False,
-    ),
-]
-AllOpt = Annotated[
-    bool, typer.Option("-a", "--all", help="Get all available flags (AD to ZW).")
-]
-EveryOpt = Annotated[
-    bool,
-    typer.Option("-e", "--every", help="Get flags for every possible code (AA...ZZ)."),
-]
-LimitOpt = Annotated[
-    int | None,
-    typer.Option("-l", "--limit", metavar="N", help="Limit to N first codes."),
-]
-MaxReqOpt = Annotated[
-    int | None,
-    typer.Option(
-        "-m",
-        "--max_req",
-        "--max-req",
-        metavar="CONCURRENT",
-        help="Maximum concurrent requests (default: the mode's, 1, 30 or 5).",
-        show_default=False,
-    ),
-]
-ServerOpt = Annotated[
-    str, typer.Option("-s", "--server", metavar="LABEL", help=_SERVER_HELP)
-]
-VerboseOpt = Annotated[
-    bool, typer.Option("-v", "--verbose", help="Output detailed progress info.")
-]
-ModeOpt = Annotated[
-    Mode, typer.Option("--mode", help="Concurrency model.", case_sensitive=False)
-]
-DestOpt = Annotated[
-    Path,
-    typer.Option(
-        "-d", "--dest", metavar="DIR", help="Save flags here (created if missing)."
-    ),
-]
-TimeoutOpt = Annotated[
-    float,
-    typer.Option(
-        "--timeout",
-        metavar="SECONDS",
-        help="Connect and read timeout; 3.1 reproduces the book.",
-    ),
-]
-RetriesOpt = Annotated[
-    int,
-    typer.Option(
-        "--retries", metavar="N", help="Retry transient failures N times (never 404)."
-    ),
-]
-JsonOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--json", metavar="PATH", help="Write a JSON record of the run (- for stdout)."
-    ),
-]
-NoServeOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-serve",
-        help="Never start the bundled server, even if nothing answers on its port.",
-    ),
-]
-VersionOpt = Annotated[
-    bool,
-    typer.Option(
-        "--version", callback=_version, is_eager=True, help="Show the version and exit."
-    ),
-]
+@app.callback()
+def _top(version: VersionOpt = False) -> None:
+    """Download country flags sequentially, with threads, or with asyncio."""
 
 
 @app.command(no_args_is_help=False)
@@ -164,7 +88,7 @@ def download(
     max_req: MaxReqOpt = None,
     server: ServerOpt = DEFAULT_SERVER,
     verbose: VerboseOpt = False,
-    mode: ModeOpt = Mode.asyncio,
+    mode: ModeOpt = "asyncio",
     dest: DestOpt = DEFAULT_DEST,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     retries: RetriesOpt = 0,
@@ -175,15 +99,13 @@ def download(
     """Download flags for country codes. Default: top 20 countries by population."""
     from flags2 import runner
 
-    if limit is not None and limit < 1:
-        _usage_error("-l/--limit N must be >= 1")
-    if max_req is not None and max_req < 1:
-        _usage_error("-m/--max_req CONCURRENT must be >= 1")
-    if not timeout > 0:
+    if not 0 < timeout < math.inf:  # typer's range would let nan through
         _usage_error(f"--timeout must be a positive number of seconds, not {timeout}")
-    if retries < 0:
-        _usage_error(f"--retries must be >= 0, not {retries}")
     label, base_url = _parse_server(server)
+    try:
+        check_proxies()
+    except BadURL as exc:
+        _usage_error(str(exc))
     cc_args = cc or ([] if all_cc or every else POP20_CC)
     try:
         cc_list = expand_cc_args(every, all_cc, cc_args, limit)
@@ -191,11 +113,11 @@ def download(
         _usage_error(str(exc))
     if not cc_list:
         _usage_error("no country codes to download")
-    _check_dest(dest)
-    if json not in (None, "-") and not Path(json).parent.is_dir():
-        _usage_error(f"--json: folder {str(Path(json).parent)!r} does not exist")
+    if json is not None:
+        _check_json(json)
+    _check_dest(dest)  # last: a usage error leaves nothing on disk
 
-    module = runner.load_mode(mode.value)
+    module = runner.load_mode(mode)
     requested = max_req or module.DEFAULT_CONCUR_REQ
     settings = Settings(
         base_url=base_url,
@@ -207,9 +129,7 @@ def download(
         retries=retries,
     )
     try:
-        code = runner.run(
-            mode.value, cc_list, settings, json_path=json, serve=not no_serve
-        )
+        code = runner.run(mode, cc_list, settings, json_path=json, serve=not no_serve)
     except KeyboardInterrupt:  # before or after the downloads themselves
         code = runner.EXIT_INTERRUPTED
     raise typer.Exit(code)
@@ -244,34 +164,62 @@ def _parse_server(server: str) -> tuple[str, str]:
     label = server.upper()
     if label in SERVERS:
         return label, SERVERS[label]
-    parts = urlsplit(server)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    if not server.lower().startswith(("http://", "https://")):
         _usage_error(
             f"-s/--server {server!r}: not one of {', '.join(sorted(SERVERS))}"
             " nor an http(s):// URL"
         )
     try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        _usage_error(f"-s/--server {server!r}: bad port")
-    return "CUSTOM", server.rstrip("/")
+        return "CUSTOM", check_base_url(server)
+    except BadURL as exc:
+        _usage_error(f"-s/--server {redact(server)!r}: {exc}")
+
+
+def _check_json(json: str) -> None:
+    """Refuse a --json path that could not be written, before any request."""
+    if json == "-":
+        return
+    path = Path(json)
+    if not json or path.is_dir():
+        _usage_error(f"--json {json!r}: a file name is needed, not a folder")
+    if not path.parent.is_dir():
+        _usage_error(f"--json: folder {str(path.parent)!r} does not exist")
+    try:
+        if path.exists():  # opened without O_TRUNC: nothing changes yet
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # a fifo: no wait
+        else:
+            _probe(path.parent)
+    except OSError as exc:
+        _usage_error(f"--json {json!r} is not writable: {exc.strerror}")
 
 
 def _check_dest(dest: Path) -> None:
-    if dest.exists() and not dest.is_dir():
+    """Create `dest` if it passes; a folder that cannot be written is refused."""
+    existing = next(p for p in [dest, *dest.parents] if os.path.lexists(p))
+    if existing == dest and not dest.is_dir():  # a device, a broken link
         _usage_error(f"-d/--dest {str(dest)!r} is not a folder")
     try:
+        if existing != dest:
+            _probe(existing)  # creating nothing yet when a later check fails
         dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=dest):
-            pass
+        _probe(dest)
     except OSError as exc:
         _usage_error(f"-d/--dest {str(dest)!r} is not writable: {exc.strerror}")
 
 
-def mode_app(mode: Mode) -> typer.Typer:
+def _probe(folder: Path) -> None:
+    """OSError unless a file can be created in `folder` (nothing is left)."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
+def mode_app(mode: str) -> typer.Typer:
     """The book's script for one mode: ``download`` without ``--mode``."""
     single = typer.Typer(
-        add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings=_HELP,
     )
 
     def command(**kwargs: Any) -> None:
@@ -292,6 +240,7 @@ def mode_app(mode: Mode) -> typer.Typer:
 
 
 def _run(entry: Callable[[], Any]) -> NoReturn:
+    stdio.guard()
     try:
         entry()
     except SystemExit as exc:
@@ -321,7 +270,8 @@ def _exit_now(code: int) -> NoReturn:
             with contextlib.suppress(OSError, ValueError):
                 print("flags2: could not write all of the output", file=sys.stderr)
         code = 120
-    _flushed(sys.stderr)
+    if not _flushed(sys.stderr) and code == 0:
+        code = 120  # the hints and errors that could not be written
     os._exit(code)
 
 
@@ -333,7 +283,7 @@ def _flushed(stream: TextIO | None) -> bool:
         stream.flush()
     except (OSError, ValueError):  # a closed pipe, a full disk, a closed file
         return False
-    return True
+    return not stdio.lost(stream)
 
 
 def main() -> NoReturn:
@@ -341,12 +291,12 @@ def main() -> NoReturn:
 
 
 def main_sequential() -> NoReturn:
-    _run(lambda: mode_app(Mode.sequential)(prog_name="flags2-sequential"))
+    _run(lambda: mode_app("sequential")(prog_name="flags2-sequential"))
 
 
 def main_threadpool() -> NoReturn:
-    _run(lambda: mode_app(Mode.threadpool)(prog_name="flags2-threadpool"))
+    _run(lambda: mode_app("threadpool")(prog_name="flags2-threadpool"))
 
 
 def main_asyncio() -> NoReturn:
-    _run(lambda: mode_app(Mode.asyncio)(prog_name="flags2-asyncio"))
+    _run(lambda: mode_app("asyncio")(prog_name="flags2-asyncio"))

@@ -17,6 +17,7 @@ from typing import Any
 from flags2.settings import Settings
 from flags2.status import DownloadStatus
 from flags2.tracker import Tracker
+from flags2.urls import redact
 
 __all__ = ["final_report", "initial_report", "run_record"]
 
@@ -26,7 +27,7 @@ def initial_report(cc_list: Sequence[str], settings: Settings) -> None:
         cc_msg = ", ".join(cc_list)
     else:
         cc_msg = f"from {cc_list[0]} to {cc_list[-1]}"
-    print(f"{settings.server} site: {settings.base_url}")
+    print(f"{settings.server} site: {redact(settings.base_url)}")
     plural = "s" if len(cc_list) != 1 else ""
     print(f"Searching for {len(cc_list)} flag{plural}: {cc_msg}")
     if settings.concurrency == 1:
@@ -55,7 +56,7 @@ def run_record(tracker: Tracker, mode: str) -> dict[str, Any]:
     return {
         "mode": mode,
         "server": settings.server,
-        "base_url": settings.base_url,
+        "base_url": redact(settings.base_url),
         "concurrency": settings.concurrency,
         "elapsed": round(tracker.elapsed, 6),
         "counts": {status.name: tracker.counter[status] for status in DownloadStatus},

@@ -18,9 +18,10 @@ from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 from flags2.report import final_report, initial_report, run_record
-from flags2.settings import Settings
+from flags2.settings import MODES, Settings
 from flags2.status import DownloadStatus
 from flags2.tracker import Tracker
+from flags2.urls import redact
 
 __all__ = [
     "BUNDLED",
@@ -35,9 +36,6 @@ __all__ = [
 
 EXIT_OK, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 130
 
-# --mode names as users type them, and the modules that implement them.
-MODES = {"sequential": "flags2.sequential", "threadpool": "flags2.threadpool",
-         "asyncio": "flags2.aio"}  # fmt: skip
 # Labels served by the bundled servers, and the server kind each one is.
 BUNDLED = {"LOCAL": "local", "DELAY": "delay", "ERROR": "error"}
 
@@ -73,14 +71,17 @@ def run(
     with _bundled_server(settings, serve), contextlib.redirect_stdout(human):
         initial_report(cc_list, settings)
         module.download_many(cc_list, settings, tracker)
+        if tracker.stopped:
+            advice = f"; {_advice(tracker, serve)}" if tracker.unreachable else ""
+            print(f"flags2: {tracker.stopped}{advice}", file=sys.stderr)
         final_report(tracker)
-        if tracker.counter[DownloadStatus.ERROR]:
-            _hint_if_down(settings, serve)
+        if tracker.counter[DownloadStatus.ERROR] and not tracker.unreachable:
+            _hint_if_down(tracker, serve)
         human.flush()  # the report lands before the JSON, even on a shared tty
     written = json_path is None or _write_json(run_record(tracker, mode), json_path)
     if tracker.interrupted:
         return EXIT_INTERRUPTED
-    failed = tracker.counter[DownloadStatus.ERROR] or not written
+    failed = tracker.counter[DownloadStatus.ERROR] or tracker.stopped or not written
     return EXIT_ERRORS if failed else EXIT_OK
 
 
@@ -118,18 +119,28 @@ def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
         yield
 
 
-def _hint_if_down(settings: Settings, serve: bool) -> None:
-    from servers.launch import is_listening
+def _hint_if_down(tracker: Tracker, serve: bool) -> None:
+    """Advice when nothing answered, judged from the results alone.
 
-    host, port = _host_port(settings.base_url)
-    if is_listening(host, port):
+    Probing the server again would cost a second wait on a server that never
+    answers (a dropped SYN, a DNS blackhole).
+    """
+    if tracker.answered or tracker.no_answers < tracker.counter[DownloadStatus.ERROR]:
         return
-    kind = BUNDLED.get(settings.server)
+    where = redact(tracker.settings.base_url)
+    if tracker.proxy is not None:
+        where += f" through proxy {tracker.proxy}"
+    advice = _advice(tracker, serve)
+    print(f"hint: nothing answers at {where}; {advice}", file=sys.stderr)
+
+
+def _advice(tracker: Tracker, serve: bool) -> str:
+    kind = BUNDLED.get(tracker.settings.server)
+    if tracker.proxy is not None:
+        return "is the proxy running?"
     if kind is not None and not serve:
-        advice = f"start it with 'flags2 serve {kind}', or drop --no-serve"
-    else:
-        advice = "is the server running?"
-    print(f"hint: nothing answers at {settings.base_url}; {advice}", file=sys.stderr)
+        return f"start it with 'flags2 serve {kind}', or drop --no-serve"
+    return "is the server running?"
 
 
 def _write_json(record: dict[str, object], json_path: str) -> bool:

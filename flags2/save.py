@@ -6,16 +6,34 @@ file in the destination folder and moved onto ``XX.gif`` with ``os.replace``,
 which is atomic on one filesystem. :meth:`Saver.cancel` (on Ctrl-C) waits for
 a write in progress, removes every temporary file, and refuses later writes,
 so a worker thread that finishes after the interrupt cannot leave one either.
+
+A write error that every later flag would meet too (a full disk, a read-only
+or forbidden folder) cancels the saver the same way and is kept in
+:attr:`Saver.failed`, so the run can stop instead of repeating it per flag.
+Temporaries that a killed run left behind (``.BR.gif.k2j4x9ab.part``) are
+removed when a new Saver starts in the folder; a temporary is locked while
+it is written, so a run working in the same folder keeps its own.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import re
+import stat
 import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["GIF_SIGNATURES", "BadFlag", "Saver", "check_flag", "gif_flaw"]
+__all__ = [
+    "FATAL_ERRNOS",
+    "GIF_SIGNATURES",
+    "BadFlag",
+    "Saver",
+    "check_flag",
+    "gif_flaw",
+]
 
 GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 
@@ -23,6 +41,12 @@ GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 # mode any new file gets. Read once, at import, while no thread can race it.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+# Write errors that do not depend on the flag: the next save would fail alike.
+FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES})
+# Exactly the temporaries save() creates: mkstemp's random part between them.
+_PREFIX, _SUFFIX = ".{}.", ".part"
+_TEMPORARY = re.compile(r"\.[A-Z]{2}\.gif\.[a-z0-9_]+\.part")
 
 
 class BadFlag(ValueError):
@@ -101,24 +125,73 @@ class Saver:
         # Held for a whole write, so cancel() never races a half-written file.
         self._lock = threading.Lock()
         self._cancelled = False
+        self.saved: dict[str, int] = {}
+        """Each file this saver wrote, and its size: what a stop must not lose."""
+        self.failed: OSError | None = None
+        """The write error that cancelled this saver (ENOSPC...), if one did."""
+        self.failed_file = ""
+        """The file whose save met `failed`."""
+        self.swept = self._sweep()
+        """How many stale temporaries were removed from `dest` at the start."""
 
     def save(self, body: bytes, filename: str) -> bool:
         """Write `body` as `filename`; False (and nothing written) once cancelled."""
         with self._lock:
             if self._cancelled:
                 return False
-            fd, tmp = tempfile.mkstemp(
-                dir=self.dest, prefix=f".{filename}.", suffix=".part"
-            )
             try:
+                fd, tmp = tempfile.mkstemp(
+                    dir=self.dest, prefix=_PREFIX.format(filename), suffix=_SUFFIX
+                )
+            except OSError as exc:
+                self._fail(exc, filename)
+                raise
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is in place
                 os.fchmod(fd, 0o666 & ~_UMASK)
-                with os.fdopen(fd, "wb") as file:
+                with open(fd, "wb", closefd=False) as file:
                     file.write(body)
                 os.replace(tmp, self.dest / filename)
-            except BaseException:  # KeyboardInterrupt too: no .part survives
+                self.saved[filename] = len(body)
+            except BaseException as exc:  # KeyboardInterrupt too: no .part survives
                 Path(tmp).unlink(missing_ok=True)
+                if isinstance(exc, OSError):
+                    self._fail(exc, filename)
                 raise
+            finally:
+                os.close(fd)
             return True
+
+    def _fail(self, exc: OSError, filename: str) -> None:
+        if exc.errno in FATAL_ERRNOS:
+            self.failed, self.failed_file = exc, filename
+            self._cancelled = True
+
+    def _sweep(self) -> int:
+        """Remove temporaries no live write holds (a kill -9 left them)."""
+        try:
+            names = [n for n in os.listdir(self.dest) if _TEMPORARY.fullmatch(n)]
+        except OSError:  # no folder yet: nothing to sweep
+            return 0
+        removed = 0
+        for name in names:
+            try:
+                flags = (
+                    os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                )  # never a fifo's wait
+                fd = os.open(self.dest / name, flags)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.unlink(self.dest / name)
+                    removed += 1
+            except OSError:  # locked: another run is writing it right now
+                pass
+            finally:
+                os.close(fd)
+        return removed
 
     def cancel(self) -> None:
         """Refuse further writes; the lock means none is half done."""

@@ -13,9 +13,19 @@ __all__ = [
     "DEFAULT_DEST",
     "DEFAULT_SERVER",
     "DEFAULT_TIMEOUT",
+    "MAX_RETRIES",
+    "MODES",
     "SERVERS",
     "Settings",
 ]
+
+# The --mode names, as users type them, and the modules that implement them:
+# the one list the command line, the runner, the bench and the tests share.
+MODES: dict[str, str] = {
+    "sequential": "flags2.sequential",
+    "threadpool": "flags2.threadpool",
+    "asyncio": "flags2.aio",
+}
 
 SERVERS: dict[str, str] = {
     "REMOTE": "https://www.fluentpython.com/data/flags",
@@ -28,6 +38,10 @@ DEFAULT_DEST = Path("downloaded")
 # The DELAY server waits up to 5 s before answering; the book's 3.1 s turns its
 # slowest answers into timeouts (`--timeout 3.1` reproduces that on purpose).
 DEFAULT_TIMEOUT = 10.0
+# A flag that still fails after 10 retries is not failing transiently: the
+# backoff (0.1 s doubling, capped at 5 s) has then waited about 26 s for it,
+# and a Retry-After server up to 100 s. More only makes a dead server slower.
+MAX_RETRIES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +49,7 @@ class Settings:
     """How one run downloads: where from, where to, how many at once."""
 
     base_url: str
-    """Flags are fetched from ``{base_url}/{cc}/{cc}.gif``, lower case."""
+    """Flags are fetched from ``{base_url}/{cc}/{cc}.gif``; only ``cc`` is lowered."""
 
     server: str = DEFAULT_SERVER
     """The label shown in the reports: LOCAL, DELAY, ERROR, REMOTE, or CUSTOM."""

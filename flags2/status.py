@@ -18,8 +18,18 @@ from http import HTTPStatus
 import httpx2 as httpx
 
 from flags2.save import BadFlag
+from flags2.urls import flag_url, redact
 
-__all__ = ["DownloadStatus", "FlagResult", "describe_error", "flag_url"]
+__all__ = ["DownloadStatus", "FlagResult", "describe_error", "flag_url", "no_answer"]
+
+# Failures where the server never answered: nothing connected, or it stayed
+# silent. describe_error names the class last, so the text says which it was.
+_NO_ANSWER = tuple(
+    str(cls)
+    for cls in (httpx.ConnectError, httpx.ProxyError, httpx.TimeoutException,
+                httpx.ConnectTimeout, httpx.ReadTimeout, httpx.WriteTimeout,
+                httpx.PoolTimeout)
+)  # fmt: skip
 
 
 class DownloadStatus(Enum):
@@ -49,14 +59,24 @@ class FlagResult:
         if self.status is DownloadStatus.OK:
             return "OK"
         if self.status is DownloadStatus.NOT_FOUND:
-            return f"not found: {self.url}"
+            return f"not found: {redact(self.url)}"
         if self.status is DownloadStatus.CANCELLED:
             return "cancelled"
         return f"error: {self.error}"
 
 
-def flag_url(base_url: str, cc: str) -> str:
-    return f"{base_url}/{cc}/{cc}.gif".lower()
+def no_answer(result: FlagResult) -> bool:
+    """True if `result` failed without any answer from the server.
+
+    A failed TLS handshake is a ConnectError too, but something answered it.
+    """
+    error = result.error or ""
+    return (
+        result.status is DownloadStatus.ERROR
+        and result.http_status is None
+        and error.endswith(_NO_ANSWER)
+        and not error.startswith("[SSL")
+    )
 
 
 def describe_error(exc: BaseException) -> str:

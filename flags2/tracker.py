@@ -3,11 +3,19 @@
 Every mode hands each finished flag to :meth:`Tracker.record`, which counts it
 and shows it (one verbose line, or a step of the progress bar with live
 counts). :meth:`Tracker.running` wraps a mode's work: on Ctrl-C it stops
-saving, and every code without a result is counted as cancelled.
+saving, and every code without a result is counted as cancelled (or as saved,
+when the saver wrote it but its result never reached the loop).
+
+Two failures stop a run the way Ctrl-C does, said in :attr:`Tracker.stopped`:
+a write error every flag would repeat (a full disk), and a server that never
+answers (no answer yet, and the last `give_up_after` requests in a row could
+not connect or timed out), rather than waiting out every flag's timeout.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 import time
 from collections import Counter
@@ -18,9 +26,18 @@ from typing import Any
 
 from flags2.save import Saver
 from flags2.settings import Settings
-from flags2.status import DownloadStatus, FlagResult
+from flags2.status import DownloadStatus, FlagResult, describe_error, no_answer
+from flags2.urls import redact, run_proxy
 
-__all__ = ["Tracker", "thread_pool"]
+__all__ = ["MIN_GIVE_UP", "Tracker", "thread_pool"]
+
+# Requests in a row without an answer before a run gives up on its server;
+# never fewer than the concurrency, so one whole wave of requests has failed.
+MIN_GIVE_UP = 10
+
+
+class _Stop(Exception):
+    """Raised by record() to end a mode's loop; running() handles it."""
 
 
 class Tracker:
@@ -36,20 +53,56 @@ class Tracker:
         self.t0 = time.perf_counter()
         self.elapsed = 0.0
         self._bar: Any = None
+        self.proxy = run_proxy(settings.base_url)
+        """The environment's proxy for this run, redacted; None without one."""
+        self.stopped: str | None = None
+        """Why the run stopped early (a full disk, no server), if it did."""
+        self.unreachable = False
+        self.give_up_after = max(MIN_GIVE_UP, settings.concurrency)
+        self.answered = False
+        """True once any request got an answer (any HTTP status)."""
+        self.no_answers = 0
+        """Flags that failed without an answer: refused, unreachable, silent."""
+        self._silent = 0  # requests in a row without an answer
 
     def record(self, result: FlagResult) -> None:
+        silent = no_answer(result)  # before the proxy's note changes the text
+        self.no_answers += silent
+        if self.proxy is not None and result.status is DownloadStatus.ERROR:
+            result = dataclasses.replace(
+                result, error=f"{result.error} (through proxy {self.proxy})"
+            )
         self.results[result.cc] = result
         self.counter[result.status] += 1
         if self.settings.verbose:
             print(result.cc, result.message)
         elif self._bar is not None:
-            count = self.counter
-            self._bar.set_postfix_str(
-                f"OK={count[DownloadStatus.OK]} 404={count[DownloadStatus.NOT_FOUND]}"
-                f" errors={count[DownloadStatus.ERROR]}",
-                refresh=False,
-            )
+            self._bar.set_postfix_str(_counts(self.counter), refresh=False)
             self._bar.update()
+        self._check_stop(result, silent)
+
+    def _check_stop(self, result: FlagResult, silent: bool) -> None:
+        failed = self.saver.failed
+        if failed is not None and self.stopped is None:
+            self.stopped = (
+                f"cannot save flags in {str(self.settings.dest)!r}:"
+                f" {failed.strerror}; the run stops here"
+            )
+            raise _Stop
+        if result.http_status is not None:
+            self.answered = True
+        if self.answered or result.status is DownloadStatus.CANCELLED:
+            return
+        self._silent = self._silent + 1 if silent else 0
+        if self._silent >= self.give_up_after:
+            self.unreachable = True
+            where = redact(self.settings.base_url)
+            through = f" through proxy {self.proxy}" if self.proxy else ""
+            self.stopped = (
+                f"nothing answers at {where}{through}: {self._silent} requests in"
+                " a row could not connect or timed out, so the run stops here"
+            )
+            raise _Stop
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -61,18 +114,36 @@ class Tracker:
         except KeyboardInterrupt:
             self.interrupted = True
             self.saver.cancel()
+        except _Stop:  # self.stopped says why
+            self.saver.cancel()
         finally:
             self.elapsed = time.perf_counter() - self.t0
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
-            now = time.perf_counter()
-            for cc in self.cc_list:
-                if cc not in self.results:
-                    self.results[cc] = FlagResult(
-                        cc, DownloadStatus.CANCELLED, started=now, finished=now
-                    )
-                    self.counter[DownloadStatus.CANCELLED] += 1
+            self._settle()
+
+    def _settle(self) -> None:
+        """Give every code without a result one: saved, or cancelled.
+
+        A stop can leave flags that were saved but never recorded (their
+        results still queued in the pool): the saver knows them.
+        """
+        now, saver = time.perf_counter(), self.saver
+        for cc in self.cc_list:
+            if cc in self.results:
+                continue
+            size = saver.saved.get(f"{cc}.gif")
+            if size is not None:
+                result = FlagResult(cc, DownloadStatus.OK, 200, size, 1)
+            elif saver.failed is not None and saver.failed_file == f"{cc}.gif":
+                error = describe_error(saver.failed)
+                result = FlagResult(cc, DownloadStatus.ERROR, 200, error=error)
+            else:
+                result = FlagResult(cc, DownloadStatus.CANCELLED)
+            result = dataclasses.replace(result, started=now, finished=now)
+            self.results[cc] = result
+            self.counter[result.status] += 1
 
     def ordered_results(self) -> list[FlagResult]:
         return [self.results[cc] for cc in self.cc_list if cc in self.results]
@@ -95,8 +166,47 @@ def thread_pool(max_workers: int) -> Iterator[futures.ThreadPoolExecutor]:
 
 
 def _progress_bar(total: int, verbose: bool) -> Any:
-    if verbose or not sys.stderr.isatty():
+    stderr = sys.stderr
+    if verbose or stderr is None or not stderr.isatty():
+        return None
+    if os.environ.get("TERM") == "dumb":  # cannot redraw a line: no animation
         return None
     from tqdm import tqdm  # imported only when a bar will be drawn
 
-    return tqdm(total=total, unit="flag", file=sys.stderr)
+    # The counts come first: at any width tqdm shrinks the bar, then trims
+    # the line's end, so a narrow terminal loses the timings, never the counts.
+    cols, rows = _screen_shape(stderr)
+    bar = tqdm(
+        total=total,
+        unit="flag",
+        file=stderr,
+        ncols=cols,
+        nrows=rows,
+        bar_format="{n_fmt}/{total_fmt}{postfix} |{bar}| {elapsed}<{remaining}",
+        postfix=_counts(Counter()),
+    )
+    # What dynamic_ncols=True stores, with our width: read at every redraw,
+    # so a resized terminal only changes the width of the next line.
+    bar.dynamic_ncols = _screen_shape
+    return bar
+
+
+def _screen_shape(file: Any) -> tuple[int | None, int | None]:
+    """The bar's width and height: three columns short of the terminal's.
+
+    tqdm leaves one column free; two more are for the ^C a terminal echoes
+    on Ctrl-C, which then stays on the bar's line instead of wrapping and
+    leaving a copy of the bar above the final one.
+    """
+    try:
+        size = os.get_terminal_size(file.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None, None
+    return max(size.columns - 3, 10), size.lines - 1
+
+
+def _counts(count: Counter[DownloadStatus]) -> str:
+    return (
+        f"OK={count[DownloadStatus.OK]} 404={count[DownloadStatus.NOT_FOUND]}"
+        f" errors={count[DownloadStatus.ERROR]}"
+    )

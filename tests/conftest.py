@@ -18,10 +18,11 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from flags2.runner import load_mode
+from flags2.settings import MODES as _MODES
 from flags2.settings import Settings
 from flags2.tracker import Tracker
 
-MODES = ["sequential", "threadpool", "asyncio"]
+MODES = list(_MODES)
 FLAGS_DIR = Path(str(resources.files("servers") / "data" / "flags"))
 
 

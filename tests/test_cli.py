@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
-from flags2.cli import Mode, app, mode_app
+from flags2 import __version__
+from flags2.cli import app, mode_app
 from flags2.codes import all_country_codes
-from tests.conftest import flag_bytes, serve_flags
+from tests.conftest import MODES, flag_bytes, serve_flags
 
 runner = CliRunner()
 
@@ -65,13 +69,13 @@ def test_every_asks_for_676_codes(world: str, dest: Path) -> None:
 @pytest.mark.parametrize(
     ("mode", "line"),
     [
-        (Mode.sequential, "1 connection will be used."),
-        (Mode.threadpool, "12 concurrent connections will be used."),  # capped to codes
-        (Mode.asyncio, "5 concurrent connections will be used."),
+        ("sequential", "1 connection will be used."),
+        ("threadpool", "12 concurrent connections will be used."),  # capped to codes
+        ("asyncio", "5 concurrent connections will be used."),
     ],
 )
 def test_each_script_has_the_books_default_concurrency(
-    world: str, dest: Path, mode: Mode, line: str
+    world: str, dest: Path, mode: str, line: str
 ) -> None:
     result = runner.invoke(mode_app(mode), ["-s", world, "-d", str(dest), "-l", "12"])
     assert result.exit_code == 0, result.output
@@ -80,9 +84,7 @@ def test_each_script_has_the_books_default_concurrency(
 
 
 def test_scripts_have_no_mode_option(world: str) -> None:
-    result = runner.invoke(
-        mode_app(Mode.sequential), ["--mode", "asyncio", "-s", world]
-    )
+    result = runner.invoke(mode_app("sequential"), ["--mode", "asyncio", "-s", world])
     assert result.exit_code == 2
     assert "No such option: --mode" in result.output
 
@@ -222,17 +224,17 @@ def test_version() -> None:
         (["ABC"], "invalid country code 'ABC'"),
         (["a1"], "invalid country code 'a1'"),
         (["é"], "invalid country code 'é'"),
-        (["-m", "0"], "-m/--max_req CONCURRENT must be >= 1"),
+        (["-m", "0"], "'-m' / '--max_req' / '--max-req': 0 is not in the range x>=1"),
         (["-m", "x"], "Invalid value for '-m'"),
-        (["-l", "0"], "-l/--limit N must be >= 1"),
+        (["-l", "0"], "'-l' / '--limit': 0 is not in the range x>=1"),
         (["-l", "1.5"], "Invalid value for '-l'"),
         (["-s", "NOWHERE"], "-s/--server 'NOWHERE': not one of"),
         (["-s", "ftp://x/flags"], "-s/--server 'ftp://x/flags': not one of"),
-        (["-s", "http://:80"], "-s/--server 'http://:80': not one of"),
-        (["-s", "http://host:99999/flags"], "bad port"),
+        (["-s", "http://:80"], "-s/--server 'http://:80': not an http(s):// base URL"),
+        (["-s", "http://host:99999/flags"], "malformed host or port"),
         (["--timeout", "-1"], "--timeout must be a positive number"),
         (["--timeout", "0"], "--timeout must be a positive number"),
-        (["--retries", "-1"], "--retries must be >= 0"),
+        (["--retries", "-1"], "'--retries': -1 is not in the range 0<=x<=10"),
         (["--mode", "fork"], "'fork' is not one of"),
     ],
 )
@@ -254,7 +256,7 @@ def test_dest_that_is_a_file_is_refused(tmp_path: Path, httpserver: HTTPServer) 
     target.write_text("keep me")
     code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(target))
     assert code == 2
-    assert f"-d/--dest '{target}' is not a folder" in out
+    assert f"Invalid value for '-d' / '--dest': Directory '{target}' is a file." in out
     assert target.read_text() == "keep me"
     assert httpserver.log == []
 
@@ -284,15 +286,269 @@ def test_json_into_a_missing_folder_is_refused(
     assert "--json: folder" in out
 
 
-def test_json_that_cannot_be_written_is_one_line_and_exit_1(
-    httpserver: HTTPServer, tmp_path: Path, dest: Path
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_json_that_fails_to_write_at_the_end_is_one_line_and_exit_1(
+    httpserver: HTTPServer, dest: Path
 ) -> None:
     serve_flags(httpserver, ["BR"])
-    folder = tmp_path / "a-folder"
-    folder.mkdir()  # a folder where the file should be: writing it fails
+    # /dev/full opens for writing like any file, then refuses every write.
     code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(dest),
-                         "--json", str(folder))  # fmt: skip
+                         "--json", "/dev/full")  # fmt: skip
     assert code == 1
-    assert f"flags2: could not write --json {folder}: Is a directory" in out
+    assert "flags2: could not write --json /dev/full: No space left on device" in out
     assert "Traceback" not in out
     assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["download"], ["bench"], ["serve"]],
+    ids=["flags2", "download", "bench", "serve"],
+)
+@pytest.mark.parametrize("option", ["-h", "--help"])
+def test_help_on_every_command(command: list[str], option: str) -> None:
+    result = runner.invoke(app, [*command, option])
+    assert result.exit_code == 0, result.output
+    assert result.output.lower().startswith("usage: flags2")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("option", ["-h", "--help"])
+def test_help_on_every_script(mode: str, option: str) -> None:
+    result = runner.invoke(mode_app(mode), [option])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and "--server" in result.output
+    assert "--mode" not in result.output
+
+
+def test_version_of_the_command_itself() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"flags2 {__version__}\n"
+
+
+def test_the_base_url_is_used_as_given_and_its_password_never_shown(
+    httpserver: HTTPServer, tmp_path: Path, dest: Path
+) -> None:
+    httpserver.expect_request(
+        "/Data/Flags/br/br.gif",
+        headers={"Authorization": "Basic " + base64.b64encode(b"user:S3cret").decode()},
+    ).respond_with_data(flag_bytes("BR"), content_type="image/gif")
+    port = httpserver.port
+    url = f"http://user:S3cret@127.0.0.1:{port}/Data/Flags"
+    shown = f"http://user:***@127.0.0.1:{port}/Data/Flags"
+    record = tmp_path / "run.json"
+    code, out = download("br", "zz", "-v", "-s", url, "-d", str(dest),
+                         "--json", str(record))  # fmt: skip
+    assert code == 0, out
+    assert out.splitlines()[0] == f"CUSTOM site: {shown}"
+    assert f"ZZ not found: {shown}/zz/zz.gif" in out.splitlines()
+    assert "S3cret" not in out
+    assert json.loads(record.read_text())["base_url"] == shown
+    assert "S3cret" not in record.read_text()
+    assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
+    assert sorted(entry[0].path for entry in httpserver.log) == [
+        "/Data/Flags/br/br.gif",
+        "/Data/Flags/zz/zz.gif",
+    ]
+
+
+def test_a_hint_never_shows_the_password(closed_port: int, dest: Path) -> None:
+    url = f"http://me:S3cret@127.0.0.1:{closed_port}/flags"
+    code, out = download("br", "-s", url, "-d", str(dest))
+    assert code == 1
+    assert f"hint: nothing answers at http://me:***@127.0.0.1:{closed_port}/flags" in (
+        out
+    )
+    assert "S3cret" not in out
+
+
+def _one_error_line(output: str) -> str:
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("server", "problem"),
+    [
+        ("http://h/flags?token=abc", "cannot have a query (?) or a fragment (#)"),
+        ("http://h/flags#top", "cannot have a query (?) or a fragment (#)"),
+        ("http://u:S3cret@h/flags?x", "'http://u:***@h/flags?x'"),
+        ("http://[::1", "malformed host or port"),
+        ("http://[zz]/flags", "malformed host or port"),
+        ("http://h:0/flags", "port 0"),
+    ],
+)
+@pytest.mark.parametrize("command", ["download", "bench"])
+def test_a_base_url_that_cannot_work_is_refused_before_any_request(
+    server: str,
+    problem: str,
+    command: str,
+    httpserver: HTTPServer,
+    tmp_path: Path,
+) -> None:
+    dest = tmp_path / "new"
+    option = "-s" if command == "download" else "--url"
+    args = [command, option, server]
+    if command == "download":
+        args += ["-d", str(dest)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result.output)
+    assert problem in line and "S3cret" not in result.output
+    assert not dest.exists()
+    assert httpserver.log == []
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--retries", "11"], "'--retries': 11 is not in the range 0<=x<=10"),
+        (["--timeout", "nan"], "--timeout must be a positive number"),
+        (["--timeout", "inf"], "--timeout must be a positive number"),
+        (["--json", ""], "--json '': a file name is needed, not a folder"),
+        (["--json", "."], "--json '.': a file name is needed, not a folder"),
+        (["--json", "no/such/run.json"], "--json: folder 'no/such' does not exist"),
+        (["-m", "0"], "0 is not in the range x>=1"),
+        (["-s", "http://[::1"], "malformed host or port"),
+        (["zz9"], "invalid country code"),
+        (["--mode", "fork"], "'fork' is not one of"),
+    ],
+)
+def test_a_usage_error_creates_nothing(
+    args: list[str],
+    problem: str,
+    httpserver: HTTPServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    dest = tmp_path / "new" / "dest"
+    extra = [] if "-s" in args else ["-s", httpserver.url_for("/flags")]
+    code, out = download(*args, *extra, "-d", str(dest))
+    assert code == 2, out
+    assert problem in _one_error_line(out)
+    assert not (tmp_path / "new").exists()
+    assert httpserver.log == []
+
+
+def test_retries_up_to_the_maximum_are_accepted(
+    httpserver: HTTPServer, dest: Path
+) -> None:
+    code, out = download("zz", "--retries", "10", "-s", httpserver.url_for("/flags"),
+                         "-d", str(dest))  # fmt: skip
+    assert code == 0, out
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_json_in_a_folder_that_cannot_be_written_is_refused(
+    httpserver: HTTPServer, tmp_path: Path, dest: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(dest),
+                         "--json", str(locked / "run.json"))  # fmt: skip
+    assert code == 2
+    assert "is not writable: Permission denied" in _one_error_line(out)
+    assert httpserver.log == []
+
+
+def test_json_that_is_a_file_without_write_access_is_refused(
+    httpserver: HTTPServer, dest: Path
+) -> None:
+    # /sys files refuse writing even to root.
+    target = Path("/sys/kernel/notes")
+    if not target.exists():
+        pytest.skip("needs Linux's /sys")
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(dest),
+                         "--json", str(target))  # fmt: skip
+    assert code == 2, out
+    assert "--json '/sys/kernel/notes' is not writable" in _one_error_line(out)
+    assert httpserver.log == []
+
+
+@pytest.fixture
+def no_proxies(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("ALL_PROXY", "socks5://u:pw@127.0.0.1:1080"), ("http_proxy", "ftp://p:21")],
+)
+def test_an_unsupported_proxy_is_one_line_naming_the_variable(
+    variable: str,
+    value: str,
+    no_proxies: pytest.MonkeyPatch,
+    httpserver: HTTPServer,
+    tmp_path: Path,
+) -> None:
+    no_proxies.setenv(variable, value)
+    dest = tmp_path / "new"
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(dest))
+    assert code == 2, out
+    line = _one_error_line(out)
+    assert line.startswith(f"Error: {variable}=") and "is not supported" in line
+    assert ":pw@" not in out
+    assert not dest.exists()
+    assert httpserver.log == []
+
+
+def test_errors_through_a_proxy_say_so(
+    no_proxies: pytest.MonkeyPatch, httpserver: HTTPServer, dest: Path
+) -> None:
+    # The loopback server plays a proxy that cannot reach the origin.
+    httpserver.expect_request(re.compile(".*")).respond_with_data(
+        "no route", status=502
+    )
+    proxy = f"http://127.0.0.1:{httpserver.port}"
+    no_proxies.setenv("HTTP_PROXY", proxy)
+    code, out = download("br", "-v", "-s", "http://flags.invalid/flags", "-d",
+                         str(dest))  # fmt: skip
+    assert code == 1
+    assert f"BR error: HTTP error 502 - BAD GATEWAY (through proxy {proxy})" in (
+        out.splitlines()
+    )
+    assert httpserver.log, "the request went to the proxy"
+
+
+def test_a_dead_proxy_is_named_in_each_error_and_the_hint(
+    no_proxies: pytest.MonkeyPatch, closed_port: int, dest: Path
+) -> None:
+    proxy = f"http://me:S3cret@127.0.0.1:{closed_port}"
+    shown = f"http://me:***@127.0.0.1:{closed_port}"
+    no_proxies.setenv("HTTP_PROXY", proxy)
+    code, out = download("br", "cn", "-v", "-s", "http://flags.invalid/flags",
+                         "-d", str(dest))  # fmt: skip
+    assert code == 1
+    errors = [line for line in out.splitlines() if " error: " in line]
+    assert len(errors) == 2
+    assert all(line.endswith(f"(through proxy {shown})") for line in errors)
+    assert (
+        f"hint: nothing answers at http://flags.invalid/flags through proxy {shown};"
+        " is the proxy running?"
+    ) in out
+    assert "S3cret" not in out
+
+
+def test_dest_that_is_a_device_is_refused(httpserver: HTTPServer) -> None:
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", "/dev/null")
+    assert code == 2
+    assert "-d/--dest '/dev/null' is not a folder" in _one_error_line(out)
+    assert httpserver.log == []
+
+
+def test_json_into_a_fifo_nobody_reads_is_refused_at_once(
+    httpserver: HTTPServer, tmp_path: Path, dest: Path
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, out = download("br", "-s", httpserver.url_for("/flags"), "-d", str(dest),
+                         "--json", str(fifo))  # fmt: skip
+    assert code == 2
+    assert f"--json '{fifo}' is not writable" in _one_error_line(out)

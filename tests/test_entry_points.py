@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from flags2 import __version__
 from tests.conftest import flag_bytes, serve_flags
 
 SCRIPTS = ["flags2-sequential", "flags2-threadpool", "flags2-asyncio"]
@@ -73,7 +76,7 @@ def test_usage_error_from_a_real_process_is_exit_2_without_traceback() -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "Error: -m/--max_req CONCURRENT must be >= 1" in proc.stderr
+    assert "Error: Invalid value for '-m' / '--max_req' / '--max-req': 0" in proc.stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -173,3 +176,104 @@ def test_closed_standard_streams_keep_the_exit_status() -> None:
     shown = run(">&-", "--help")
     assert shown.returncode == 0
     assert "Traceback" not in shown.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["flags2"],
+        ["flags2", "download"],
+        ["flags2", "serve"],
+        ["flags2", "bench"],
+        *[[script] for script in SCRIPTS],
+    ],
+    ids=" ".join,
+)
+@pytest.mark.parametrize("option", ["-h", "--help"])
+def test_help_on_every_installed_command(command: list[str], option: str) -> None:
+    proc = subprocess.run(
+        [_installed(command[0]), *command[1:], option],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.lower().startswith("usage: ")
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "command", [["flags2"], [sys.executable, "-m", "flags2"]], ids=["flags2", "-m"]
+)
+def test_version(command: list[str]) -> None:
+    proc = subprocess.run(
+        [_installed(command[0]), *command[1:], "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"flags2 {__version__}\n"
+
+
+def _shell(
+    redirect: str, *args: str, **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run `args` with `redirect` applied by a shell (which closes streams first)."""
+    return subprocess.run(
+        ["sh", "-c", f'"$0" "$@" {redirect}', *args],
+        text=True,
+        timeout=60,
+        env=_block_buffered(),
+        **options,
+    )
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize(
+    ("redirect", "status"),
+    [(">&-", 0), ("2>&-", 0), (">&- 2>&-", 0), (">/dev/full", 120)],
+)
+def test_odd_stdio_still_downloads_every_flag(
+    script: str, redirect: str, status: int, httpserver: HTTPServer, dest: Path
+) -> None:
+    codes = ["BR", "CN", "IN", "US"]
+    serve_flags(httpserver, codes)
+    base = httpserver.url_for("/flags")
+    args = [_installed(script), *codes, "ZZ", "-v", "-s", base, "-d", str(dest)]
+    if "2>" in redirect:
+        proc = _shell(redirect, *args, stdout=subprocess.PIPE)
+        errors = ""
+    else:
+        proc = _shell(redirect, *args, stderr=subprocess.PIPE)
+        errors = proc.stderr
+    assert proc.returncode == status, errors
+    assert "Traceback" not in errors
+    if status == 120:
+        assert errors == "flags2: could not write all of the output\n"
+    assert sorted(p.name for p in dest.iterdir()) == [f"{cc}.gif" for cc in codes]
+
+
+def test_a_failing_run_keeps_its_status_when_output_is_lost(
+    httpserver: HTTPServer, dest: Path
+) -> None:
+    httpserver.expect_request("/flags/cn/cn.gif").respond_with_data("no", status=500)
+    proc = _shell(">/dev/full", _installed("flags2-asyncio"), "CN", "-s",
+                  httpserver.url_for("/flags"), "-d", str(dest),
+                  stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_closed_stdout_gives_no_descriptor_to_the_files_of_the_run(
+    httpserver: HTTPServer, dest: Path, tmp_path: Path
+) -> None:
+    # With descriptor 1 closed, the --json file would be opened as 1; /dev/null
+    # takes its place, so nothing written to stdout can land in the record.
+    serve_flags(httpserver, ["BR"])
+    record = tmp_path / "run.json"
+    proc = _shell(">&-", _installed("flags2-sequential"), "BR", "-v", "--json",
+                  str(record), "-s", httpserver.url_for("/flags"), "-d", str(dest),
+                  stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(record.read_text())["counts"]["OK"] == 1

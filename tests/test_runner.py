@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+import re
+import shutil
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from flags2 import save
+from flags2.codes import all_country_codes
 from flags2.runner import EXIT_ERRORS, EXIT_OK, load_mode, run
 from flags2.settings import Settings
 from servers.launch import is_listening
-from tests.conftest import MODES, leftovers, serve_flags
+from tests.conftest import MODES, Script, flag_bytes, leftovers, serve_flags
 
 
 def test_every_mode_gets_the_same_counts_and_identical_files(
@@ -109,3 +120,164 @@ def test_a_server_already_running_is_used_not_replaced(
     assert run("threadpool", ["BR"], settings) == EXIT_OK
     assert "bundled" not in capsys.readouterr().err
     assert len(httpserver.log) == 1
+
+
+def _settings(mode: str, base_url: str, dest: Path, **options: Any) -> Settings:
+    module = load_mode(mode)
+    return Settings(
+        base_url=base_url,
+        server="CUSTOM",
+        dest=dest,
+        concurrency=module.DEFAULT_CONCUR_REQ,
+        **options,
+    )
+
+
+class _NoSpace(io.BytesIO):
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_full_disk_stops_the_run_with_one_message(
+    mode: str,
+    httpserver: HTTPServer,
+    dest: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    codes = list(all_country_codes())[:60]
+    serve_flags(httpserver, codes)
+    real_open, opened = open, []
+
+    def filling(fd: int, mode: str, closefd: bool = True) -> Any:
+        # The OS's write fails from the fourth file on, as on a full disk.
+        opened.append(fd)
+        return real_open(fd, mode, closefd=closefd) if len(opened) <= 3 else _NoSpace()
+
+    monkeypatch.setattr(save, "open", filling, raising=False)
+    settings = _settings(mode, httpserver.url_for("/flags"), dest)
+    assert run(mode, codes, settings) == EXIT_ERRORS
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"flags2: cannot save flags in {str(dest)!r}: No space left on device;"
+        " the run stops here"
+    ]
+    assert "Traceback" not in captured.out + captured.err
+    assert "  1 error." in captured.out
+    cancelled = re.search(r"^\s*(\d+) cancelled\.$", captured.out, re.M)
+    assert cancelled and int(cancelled.group(1)) >= 60 - 30 - 4, captured.out
+    assert leftovers(dest) == []
+    saved = sorted(p.name for p in dest.iterdir())
+    assert len(saved) == 3
+    assert "  3 flags downloaded." in captured.out
+    for name in saved:
+        assert (dest / name).read_bytes() == flag_bytes(name[:2])
+
+
+def _mount_small_tmpfs(folder: Path) -> None:
+    folder.mkdir()
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="tmpfs is Linux's")
+@pytest.mark.parametrize("mode", MODES)
+def test_a_real_full_filesystem_stops_the_run(
+    mode: str, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    codes = list(all_country_codes())
+    serve_flags(httpserver, codes)
+    small = tmp_path / "small"
+    _mount_small_tmpfs(small)
+    try:
+        flags2 = shutil.which("flags2")
+        assert flags2 is not None
+        url = httpserver.url_for("/flags")
+        args = [flags2, "download", "-a", "--mode", mode, "-s", url, "-d", str(small)]
+        proc = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        saved = {p.name: p.read_bytes() for p in small.iterdir()}
+    finally:
+        subprocess.run(["umount", str(small)], check=True, timeout=10)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("No space left on device") == 1, proc.stderr
+    assert "cancelled." in proc.stdout
+    assert saved, "the first flags fit in 64 KiB"
+    assert all(name.endswith(".gif") for name in saved)  # no .part survives
+    for name, body in saved.items():
+        assert body == flag_bytes(name[:2])
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose listener never accepts: connects queue, then time out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        yield int(listener.getsockname()[1])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", ["never-accepts", "accepts-and-stays-silent"])
+def test_a_server_that_never_answers_stops_the_run_early(
+    mode: str,
+    kind: str,
+    unanswered_port: int,
+    scripted: Script,
+    dest: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if kind == "never-accepts":
+        base_url = f"http://127.0.0.1:{unanswered_port}/flags"
+    else:
+        base_url = scripted([(30, b"")])  # reads the request, then nothing
+    import servers.launch
+
+    def no_probe(*args: object) -> bool:
+        raise AssertionError("the hint must not connect again")
+
+    monkeypatch.setattr(servers.launch, "is_listening", no_probe)
+    codes = list(all_country_codes())
+    settings = _settings(mode, base_url, dest, timeout=0.2)
+    assert run(mode, codes, settings) == EXIT_ERRORS
+    captured = capsys.readouterr()
+    give_up = max(10, settings.concurrency)
+    assert captured.err.splitlines() == [
+        f"flags2: nothing answers at {base_url}: {give_up} requests in a row could"
+        " not connect or timed out, so the run stops here; is the server running?"
+    ]
+    assert f"{give_up:3} errors." in captured.out
+    assert f"{len(codes) - give_up:3} cancelled." in captured.out
+    assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stale_temporaries_are_removed_when_a_run_starts(
+    mode: str,
+    httpserver: HTTPServer,
+    dest: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    serve_flags(httpserver, ["BR"])
+    stale = [".BR.gif.abcd1234.part", ".CN.gif.k_9x2q7z.part"]
+    kept = ["notes.part", ".BR.gif.part", "CN.gif"]
+    for name in stale + kept:
+        (dest / name).write_bytes(b"GIF89a")
+    settings = _settings(mode, httpserver.url_for("/flags"), dest)
+    assert run(mode, ["BR"], settings) == EXIT_OK
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*kept, "BR.gif"])
+    assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")

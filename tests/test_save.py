@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import errno
+import fcntl
+import io
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from flags2.save import BadFlag, Saver, check_flag
+from flags2 import save
+from flags2.save import FATAL_ERRNOS, BadFlag, Saver, check_flag
 from tests.conftest import flag_bytes, leftovers
 
 
@@ -69,3 +74,102 @@ def test_interrupt_during_a_save_leaves_no_temporary(
     with pytest.raises(KeyboardInterrupt):
         Saver(dest).save(b"GIF89a", "BR.gif")
     assert list(dest.iterdir()) == []
+
+
+STALE = [".BR.gif.k2j4x9ab.part", ".ZW.gif.a_1b2c3d.part"]
+KEPT = [
+    ".BR.gif.part",  # no random part
+    "BR.gif.abc12345.part",  # not hidden
+    ".br.gif.abc12345.part",  # not a code
+    ".BR.gif.abc12345.part.bak",
+    ".BRA.gif.abc12345.part",
+    "notes.part",
+    "BR.gif",
+]
+
+
+def test_a_new_saver_sweeps_exactly_its_own_stale_temporaries(dest: Path) -> None:
+    for name in STALE + KEPT:
+        (dest / name).write_bytes(b"GIF89a half")
+    saver = Saver(dest)
+    assert saver.swept == len(STALE)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(KEPT)
+
+
+def test_the_sweep_spares_a_temporary_another_run_is_writing(dest: Path) -> None:
+    live = dest / ".BR.gif.live1234.part"
+    with live.open("wb") as file:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # as Saver.save holds it
+        assert Saver(dest).swept == 0
+        assert live.exists()
+    assert Saver(dest).swept == 1  # the lock is gone: it is stale now
+    assert not live.exists()
+
+
+def test_the_sweep_never_follows_a_link_nor_waits_on_a_fifo(
+    dest: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep")
+    (dest / ".BR.gif.link1234.part").symlink_to(target)
+    os.mkfifo(dest / ".CN.gif.fifo1234.part")
+    Saver(dest)
+    assert target.read_text() == "keep"
+    assert (dest / ".CN.gif.fifo1234.part").exists()
+
+
+def test_a_saver_for_a_missing_folder_sweeps_nothing(tmp_path: Path) -> None:
+    assert Saver(tmp_path / "not-yet").swept == 0
+
+
+class _FullDisk(io.BytesIO):
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self.code = code
+
+    def write(self, data: object) -> int:
+        raise OSError(self.code, os.strerror(self.code))
+
+
+@pytest.mark.parametrize("code", sorted(FATAL_ERRNOS))
+def test_a_write_error_every_flag_would_meet_cancels_the_saver(
+    dest: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    saver = Saver(dest)
+    monkeypatch.setattr(save, "open", lambda *a, **k: _FullDisk(code), raising=False)
+    with pytest.raises(OSError) as caught:
+        saver.save(b"GIF89a", "BR.gif")
+    assert caught.value.errno == code
+    assert saver.failed is caught.value and saver.failed_file == "BR.gif"
+    monkeypatch.undo()
+    assert saver.save(b"GIF89a", "CN.gif") is False  # refused from now on
+    assert list(dest.iterdir()) == []
+
+
+def test_a_write_error_of_one_file_does_not_cancel(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saver = Saver(dest)
+    monkeypatch.setattr(
+        save, "open", lambda *a, **k: _FullDisk(errno.EIO), raising=False
+    )
+    with pytest.raises(OSError):
+        saver.save(b"GIF89a", "BR.gif")
+    monkeypatch.undo()
+    assert saver.failed is None
+    assert saver.save(b"GIF89a", "CN.gif") is True
+    assert sorted(p.name for p in dest.iterdir()) == ["CN.gif"]
+    assert saver.saved == {"CN.gif": 6}
+
+
+def test_a_temporary_that_cannot_be_created_cancels_too(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    saver = Saver(dest)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError):
+        saver.save(b"GIF89a", "BR.gif")
+    assert saver.failed is not None and saver.failed.errno == errno.EROFS

@@ -13,12 +13,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
-from urllib.parse import urlsplit
 
 import typer
 
 from flags2.bench.defaults import DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY, DEFAULT_REPEAT
 from flags2.settings import DEFAULT_TIMEOUT
+from flags2.urls import BadURL, check_base_url, redact
 
 __all__ = ["bench"]
 
@@ -154,10 +154,10 @@ def _check_url(url: str | None, server_kinds: str | None) -> str | None:
         return None
     if server_kinds is not None:
         _usage_error("--url and --servers exclude each other")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        _usage_error(f"--url {url!r}: not an http(s):// base URL")
-    return url.rstrip("/")
+    try:
+        return check_base_url(url)
+    except BadURL as exc:
+        _usage_error(f"--url {redact(url)!r}: {exc}")
 
 
 def _check_outputs(json: Path | None, plot: Path | None) -> None:

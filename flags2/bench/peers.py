@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flags2.bench.model import ARIA2C, CURL, Cell
+from flags2.urls import redact
 
 __all__ = ["command", "missing", "peer_record"]
 
@@ -82,7 +83,7 @@ def peer_record(cell: Cell, base_url: str, wall: float, stdout: str) -> dict[str
     errors = max(0, len(cell.codes.codes) - ok - not_found)
     counts = {"OK": ok, "NOT_FOUND": not_found, "ERROR": errors, "CANCELLED": 0}
     return {
-        "mode": cell.mode, "server": "CUSTOM", "base_url": base_url,
+        "mode": cell.mode, "server": "CUSTOM", "base_url": redact(base_url),
         "concurrency": cell.concurrency, "elapsed": round(wall, 6),
         "counts": counts, "flags": [],
     }  # fmt: skip

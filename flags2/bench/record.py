@@ -15,6 +15,7 @@ from typing import Any
 from flags2 import __version__
 from flags2.bench.model import PEERS, BenchSettings, Row, Run
 from flags2.bench.table import server_label
+from flags2.urls import redact
 from servers.options import describe_faults
 
 __all__ = ["bench_record"]
@@ -37,7 +38,7 @@ def bench_record(rows: Sequence[Row], settings: BenchSettings) -> dict[str, Any]
             "repeat": settings.repeat,
             "retries": settings.retries,
             "timeout": settings.timeout,
-            "url": settings.url,
+            "url": None if settings.url is None else redact(settings.url),
             "min_delay": opts.min_delay,
             "max_delay": opts.max_delay,
             "error_rate": opts.error_rate,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from flags2.bench.ideal import makespan
 from flags2.bench.matrix import PEER_MAX_PARALLEL
 from flags2.bench.model import CPU_BOUND_SHARE, PEERS, BenchSettings, Cell, Row
+from flags2.urls import redact
 from servers.options import describe_faults
 
 __all__ = [
@@ -48,7 +49,7 @@ def banner(settings: BenchSettings, cells: Sequence[Cell]) -> str:
     """The first line: how many runs, and how to replay them."""
     opts = settings.server
     if settings.url is not None:
-        where = f"server {settings.url}"
+        where = f"server {redact(settings.url)}"
     else:
         where = (
             f"seed {settings.seed} (replay with --seed {settings.seed});"

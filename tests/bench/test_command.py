@@ -247,3 +247,14 @@ def test_plot_without_matplotlib_says_how_to_install_it(
     assert result.output.strip().splitlines() == [
         "flags2 bench: --plot needs matplotlib: pip install 'flags2[plot]'"
     ]
+
+
+def test_a_password_in_url_is_never_shown(closed_port: int, tmp_path: Path) -> None:
+    record = tmp_path / "bench.json"
+    url = f"http://me:S3cret@127.0.0.1:{closed_port}/flags"
+    result = invoke("BR", "--url", url, "--modes", "asyncio", "--repeat", "1",
+                    "--json", str(record))  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"server http://me:***@127.0.0.1:{closed_port}/flags" in result.output
+    assert "S3cret" not in result.output
+    assert "S3cret" not in record.read_text()
