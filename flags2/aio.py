@@ -34,7 +34,7 @@ async def download_one(
     pool: AsyncClientPool, cc: str, settings: Settings, tracker: Tracker
 ) -> FlagResult:
     async with pool.lease() as client:  # the lease is the book's semaphore
-        return await fetch_one(client, cc, settings, tracker.saver)
+        return await fetch_one(client, cc, settings, tracker.saver, tracker.pace)
 
 
 async def supervisor(

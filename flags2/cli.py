@@ -34,9 +34,12 @@ from flags2.options import (
     LimitOpt,
     MaxReqOpt,
     ModeOpt,
+    NamesOpt,
     NoServeOpt,
+    RateOpt,
     RetriesOpt,
     ServerOpt,
+    SkipExistingOpt,
     TimeoutOpt,
     VerboseOpt,
     VersionOpt,
@@ -93,6 +96,9 @@ def download(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     retries: RetriesOpt = 0,
     json: JsonOpt = None,
+    skip_existing: SkipExistingOpt = False,
+    names: NamesOpt = False,
+    rate: RateOpt = None,
     no_serve: NoServeOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -127,6 +133,9 @@ def download(
         verbose=verbose,
         timeout=timeout,
         retries=retries,
+        skip_existing=skip_existing,
+        names=names,
+        rate=rate,
     )
     try:
         code = runner.run(mode, cc_list, settings, json_path=json, serve=not no_serve)

@@ -13,6 +13,7 @@ import click
 import typer
 
 from flags2 import __version__
+from flags2.pace import RateLimit, parse_rate
 from flags2.settings import DEFAULT_SERVER, MAX_RETRIES, MODES, SERVERS
 
 __all__ = [
@@ -24,9 +25,12 @@ __all__ = [
     "LimitOpt",
     "MaxReqOpt",
     "ModeOpt",
+    "NamesOpt",
     "NoServeOpt",
+    "RateOpt",
     "RetriesOpt",
     "ServerOpt",
+    "SkipExistingOpt",
     "TimeoutOpt",
     "VerboseOpt",
     "VersionOpt",
@@ -37,6 +41,13 @@ def _version(value: bool) -> None:
     if value:
         print(f"flags2 {__version__}")
         raise typer.Exit()
+
+
+def _rate(text: str) -> RateLimit:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:  # typer would drop the reason and show the value
+        raise click.BadParameter(str(exc)) from None
 
 
 _SERVER_HELP = (
@@ -122,6 +133,32 @@ JsonOpt = Annotated[
     str | None,
     typer.Option(
         "--json", metavar="PATH", help="Write a JSON record of the run (- for stdout)."
+    ),
+]
+SkipExistingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-existing",
+        help="Do not download a flag already saved whole in --dest.",
+    ),
+]
+NamesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--names",
+        help="Save as the country's name from its metadata.json (Brazil.gif),"
+        " as the book's flags3.",
+    ),
+]
+RateOpt = Annotated[
+    RateLimit | None,
+    typer.Option(
+        "--rate",
+        metavar="N/U",
+        parser=_rate,
+        help="Start at most N requests per second, minute or hour (U: s, m, h),"
+        " evenly spaced.",
+        show_default=False,
     ),
 ]
 NoServeOpt = Annotated[

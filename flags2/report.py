@@ -41,6 +41,8 @@ def final_report(tracker: Tracker) -> None:
     print("-" * 20)
     ok = counter[DownloadStatus.OK]
     print(f"{ok:3} flag{'s' if ok != 1 else ''} downloaded.")
+    if skipped := counter[DownloadStatus.SKIPPED]:
+        print(f"{skipped:3} flag{'s' if skipped != 1 else ''} skipped (already saved).")
     if counter[DownloadStatus.NOT_FOUND]:
         print(f"{counter[DownloadStatus.NOT_FOUND]:3} not found.")
     if errors := counter[DownloadStatus.ERROR]:
@@ -70,6 +72,7 @@ def run_record(tracker: Tracker, mode: str) -> dict[str, Any]:
                 "started": round(max(0.0, r.started - t0), 6),
                 "finished": round(max(0.0, r.finished - t0), 6),
                 "error": r.error,
+                "file": r.file,
             }
             for r in tracker.ordered_results()
         ],

@@ -10,9 +10,17 @@ so a worker thread that finishes after the interrupt cannot leave one either.
 A write error that every later flag would meet too (a full disk, a read-only
 or forbidden folder) cancels the saver the same way and is kept in
 :attr:`Saver.failed`, so the run can stop instead of repeating it per flag.
-Temporaries that a killed run left behind (``.BR.gif.k2j4x9ab.part``) are
-removed when a new Saver starts in the folder; a temporary is locked while
-it is written, so a run working in the same folder keeps its own.
+Temporaries that a killed run left behind (``.BR.gif.k2j4x9ab.part``, or
+``.Brazil.gif.k2j4x9ab.flags2.part`` with ``--names``) are removed when a new
+Saver starts in the folder; a temporary is locked while it is written, so a
+run working in the same folder keeps its own.
+
+With ``--names`` a file name comes from the server (``metadata.json``), so it
+is untrusted: :func:`country_file_name` refuses any name that could leave the
+folder, hide, or spoof what a terminal shows, and :meth:`Saver.save` writes
+only single names inside its folder. :meth:`Saver.existing` is the
+``--skip-existing`` check: a file already there is kept only if it is a whole
+GIF, by the same check a download passes.
 """
 
 from __future__ import annotations
@@ -24,14 +32,20 @@ import re
 import stat
 import tempfile
 import threading
+import unicodedata
 from pathlib import Path
 
 __all__ = [
     "FATAL_ERRNOS",
     "GIF_SIGNATURES",
+    "MAX_NAME_BYTES",
     "BadFlag",
+    "BadName",
+    "FlagProblem",
+    "NotAFile",
     "Saver",
     "check_flag",
+    "country_file_name",
     "gif_flaw",
 ]
 
@@ -45,12 +59,67 @@ os.umask(_UMASK)
 # Write errors that do not depend on the flag: the next save would fail alike.
 FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES})
 # Exactly the temporaries save() creates: mkstemp's random part between them.
-_PREFIX, _SUFFIX = ".{}.", ".part"
-_TEMPORARY = re.compile(r"\.[A-Z]{2}\.gif\.[a-z0-9_]+\.part")
+# A country name's temporary ends differently, so that the sweep can tell it
+# from a user's file without knowing the names.
+_PREFIX, _SUFFIX, _NAME_SUFFIX = ".{}.", ".part", ".flags2.part"
+_TEMPORARY = re.compile(
+    r"\.[A-Z]{2}\.gif\.[a-z0-9_]+\.part|\.[^/]+\.gif\.[a-z0-9_]{8}\.flags2\.part"
+)
+_CODE_FILE = re.compile(r"[A-Z]{2}\.gif")
+# A file name, and so its temporary (the name, its dots, mkstemp's 8 random
+# characters and the suffix: 22 bytes more), must fit the 255 bytes of a name.
+MAX_NAME_BYTES = 255 - len(_PREFIX.format("")) - 8 - len(_NAME_SUFFIX)
+# Controls, invisible formatting (a right-to-left override), lone surrogates,
+# private or unassigned code points, and line breaks: never in a file name.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
-class BadFlag(ValueError):
+class FlagProblem(ValueError):
+    """A flag that cannot be saved, said in our own words (no class name)."""
+
+
+class BadFlag(FlagProblem):
     """A 200 answer whose body is not a complete GIF: an error, never saved."""
+
+
+class BadName(FlagProblem):
+    """A country name that cannot safely be a file name in the folder."""
+
+
+class NotAFile(FlagProblem):
+    """Something that is not a file (a folder, a fifo) has the flag's name."""
+
+
+def country_file_name(country: str) -> str:
+    """The file a flag is saved as with ``--names``: spaces as underscores.
+
+    BadName for anything that could leave the folder, hide, or show what it
+    is not (``../../etc/x``, ``.hidden``, an escape sequence)::
+
+        >>> country_file_name("Côte d'Ivoire")
+        "Côte_d'Ivoire.gif"
+    """
+    name = country.strip().replace(" ", "_")
+    problem = _name_problem(name)
+    if problem is not None:
+        shown = country if len(country) <= 40 else f"{country[:40]}..."
+        raise BadName(f"unsafe country name {shown!r}: {problem}")
+    return f"{name}.gif"
+
+
+def _name_problem(name: str) -> str | None:
+    if not name:
+        return "empty"
+    if "/" in name or "\\" in name:
+        return "a path separator (/ or \\)"
+    if name.startswith("."):
+        return "a leading dot (a hidden file, or . and ..)"
+    for ch in name:
+        if unicodedata.category(ch) in _UNSAFE_CATEGORIES or ch.isspace():
+            return f"a control or invisible character (U+{ord(ch):04X})"
+    if len(f"{name}.gif".encode()) > MAX_NAME_BYTES:
+        return f"longer than {MAX_NAME_BYTES} bytes as a file name"
+    return None
 
 
 def check_flag(
@@ -127,6 +196,8 @@ class Saver:
         self._cancelled = False
         self.saved: dict[str, int] = {}
         """Each file this saver wrote, and its size: what a stop must not lose."""
+        self.files: dict[str, str] = {}
+        """The file each code is saved as (or was being), when save() was told."""
         self.failed: OSError | None = None
         """The write error that cancelled this saver (ENOSPC...), if one did."""
         self.failed_file = ""
@@ -134,14 +205,21 @@ class Saver:
         self.swept = self._sweep()
         """How many stale temporaries were removed from `dest` at the start."""
 
-    def save(self, body: bytes, filename: str) -> bool:
-        """Write `body` as `filename`; False (and nothing written) once cancelled."""
+    def save(self, body: bytes, filename: str, cc: str | None = None) -> bool:
+        """Write `body` as `filename`; False (and nothing written) once cancelled.
+
+        `cc`, if given, is the code the file is the flag of (see `files`).
+        """
+        _check_single_name(filename)
+        suffix = _SUFFIX if _CODE_FILE.fullmatch(filename) else _NAME_SUFFIX
         with self._lock:
             if self._cancelled:
                 return False
+            if cc is not None:
+                self.files[cc] = filename
             try:
                 fd, tmp = tempfile.mkstemp(
-                    dir=self.dest, prefix=_PREFIX.format(filename), suffix=_SUFFIX
+                    dir=self.dest, prefix=_PREFIX.format(filename), suffix=suffix
                 )
             except OSError as exc:
                 self._fail(exc, filename)
@@ -161,6 +239,28 @@ class Saver:
             finally:
                 os.close(fd)
             return True
+
+    def existing(self, filename: str) -> int | None:
+        """The size of `filename` in the folder if it is a whole GIF already.
+
+        None if there is no such file, or it is not a whole GIF (a download
+        replaces it); NotAFile if a folder or any non-file has its name.
+        """
+        _check_single_name(filename)
+        path = self.dest / filename
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:  # a dangling link too: the save replaces it
+            return None
+        if not stat.S_ISREG(mode):
+            raise NotAFile(f"{filename} exists and is {_kind(mode)}, not a file")
+        # O_NONBLOCK: if a fifo took the file's place since, never wait on it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise NotAFile(f"{filename} exists and is not a file")
+            data = file.read()
+        return len(data) if gif_flaw(data) is None else None
 
     def _fail(self, exc: OSError, filename: str) -> None:
         if exc.errno in FATAL_ERRNOS:
@@ -197,3 +297,23 @@ class Saver:
         """Refuse further writes; the lock means none is half done."""
         with self._lock:
             self._cancelled = True
+
+
+def _check_single_name(filename: str) -> None:
+    """BadName unless `filename` names an entry of the folder itself."""
+    if (
+        filename in ("", ".", "..")
+        or os.path.basename(filename) != filename
+        or "\0" in filename
+    ):
+        raise BadName(f"{filename!r} is not a file name inside the folder")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a fifo"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"

@@ -27,4 +27,5 @@ MAX_CONCUR_REQ = 1
 def download_many(cc_list: Sequence[str], settings: Settings, tracker: Tracker) -> None:
     with ClientPool(settings) as pool, tracker.running(), pool.lease() as client:
         for cc in cc_list:
-            tracker.record(download_one(client, cc, settings, tracker.saver))
+            result = download_one(client, cc, settings, tracker.saver, tracker.pace)
+            tracker.record(result)

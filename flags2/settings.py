@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from flags2.pace import RateLimit
+
 __all__ = [
     "DEFAULT_DEST",
     "DEFAULT_SERVER",
@@ -55,7 +57,7 @@ class Settings:
     """The label shown in the reports: LOCAL, DELAY, ERROR, REMOTE, or CUSTOM."""
 
     dest: Path = DEFAULT_DEST
-    """Folder the flags are saved into, as ``XX.gif``."""
+    """Folder the flags are saved into, as ``XX.gif`` (or as country names)."""
 
     concurrency: int = 1
     """Requests in flight at once: the book's ``actual_req``, already capped."""
@@ -68,3 +70,12 @@ class Settings:
 
     retries: int = 0
     """Extra attempts after a transient failure (never after a 404)."""
+
+    skip_existing: bool = False
+    """Do not request a flag whose file in `dest` is already a whole GIF."""
+
+    names: bool = False
+    """Save as the country's name from ``metadata.json`` (the book's flags3)."""
+
+    rate: RateLimit | None = None
+    """At most this many request starts per period, over the whole run."""

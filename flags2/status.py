@@ -17,7 +17,7 @@ from http import HTTPStatus
 
 import httpx2 as httpx
 
-from flags2.save import BadFlag
+from flags2.save import FlagProblem
 from flags2.urls import flag_url, redact
 
 __all__ = ["DownloadStatus", "FlagResult", "describe_error", "flag_url", "no_answer"]
@@ -37,6 +37,7 @@ class DownloadStatus(Enum):
     NOT_FOUND = "NOT_FOUND"
     ERROR = "ERROR"
     CANCELLED = "CANCELLED"  # never started or abandoned on Ctrl-C
+    SKIPPED = "SKIPPED"  # --skip-existing: already saved whole, not requested
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,8 @@ class FlagResult:
     finished: float = 0.0
     error: str | None = None
     url: str = ""
+    file: str | None = None
+    """The file saved (or found whole and skipped) in the destination folder."""
 
     @property
     def message(self) -> str:
@@ -62,6 +65,8 @@ class FlagResult:
             return f"not found: {redact(self.url)}"
         if self.status is DownloadStatus.CANCELLED:
             return "cancelled"
+        if self.status is DownloadStatus.SKIPPED:
+            return f"skipped: {self.file} is already saved"
         return f"error: {self.error}"
 
 
@@ -69,13 +74,14 @@ def no_answer(result: FlagResult) -> bool:
     """True if `result` failed without any answer from the server.
 
     A failed TLS handshake is a ConnectError too, but something answered it.
+    A failed ``metadata.json`` request counts too: its error says so first.
     """
     error = result.error or ""
     return (
         result.status is DownloadStatus.ERROR
         and result.http_status is None
         and error.endswith(_NO_ANSWER)
-        and not error.startswith("[SSL")
+        and "[SSL" not in error
     )
 
 
@@ -85,7 +91,7 @@ def describe_error(exc: BaseException) -> str:
         resp = exc.response
         phrase = resp.reason_phrase or _standard_phrase(resp.status_code)
         return f"HTTP error {resp.status_code} - {phrase}"
-    if isinstance(exc, BadFlag):
+    if isinstance(exc, FlagProblem):
         return str(exc)
     return f"{exc} {type(exc)}".strip()
 

@@ -31,7 +31,7 @@ def download_one(
     pool: ClientPool, cc: str, settings: Settings, tracker: Tracker
 ) -> FlagResult:
     with pool.lease() as client:  # never waits: one lease per worker thread
-        return fetch_one(client, cc, settings, tracker.saver)
+        return fetch_one(client, cc, settings, tracker.saver, tracker.pace)
 
 
 def download_many(cc_list: Sequence[str], settings: Settings, tracker: Tracker) -> None:

@@ -24,6 +24,7 @@ from concurrent import futures
 from contextlib import contextmanager
 from typing import Any
 
+from flags2.pace import Pace
 from flags2.save import Saver
 from flags2.settings import Settings
 from flags2.status import DownloadStatus, FlagResult, describe_error, no_answer
@@ -47,6 +48,8 @@ class Tracker:
         self.cc_list = list(cc_list)
         self.settings = settings
         self.saver = Saver(settings.dest)
+        self.pace = Pace(settings.rate) if settings.rate is not None else None
+        """The run's one --rate limiter, shared by all its requests; or None."""
         self.results: dict[str, FlagResult] = {}
         self.counter: Counter[DownloadStatus] = Counter()
         self.interrupted = False
@@ -133,10 +136,11 @@ class Tracker:
         for cc in self.cc_list:
             if cc in self.results:
                 continue
-            size = saver.saved.get(f"{cc}.gif")
+            file = saver.files.get(cc, f"{cc}.gif")
+            size = saver.saved.get(file)
             if size is not None:
-                result = FlagResult(cc, DownloadStatus.OK, 200, size, 1)
-            elif saver.failed is not None and saver.failed_file == f"{cc}.gif":
+                result = FlagResult(cc, DownloadStatus.OK, 200, size, 1, file=file)
+            elif saver.failed is not None and saver.failed_file == file:
                 error = describe_error(saver.failed)
                 result = FlagResult(cc, DownloadStatus.ERROR, 200, error=error)
             else:

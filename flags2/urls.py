@@ -27,6 +27,7 @@ __all__ = [
     "check_base_url",
     "check_proxies",
     "flag_url",
+    "metadata_url",
     "redact",
     "run_proxy",
 ]
@@ -42,6 +43,11 @@ class BadURL(ValueError):
 def flag_url(base_url: str, cc: str) -> str:
     cc = cc.lower()
     return f"{base_url}/{cc}/{cc}.gif"
+
+
+def metadata_url(base_url: str, cc: str) -> str:
+    """Where the book's flags3 finds a country's name: ``{cc}/metadata.json``."""
+    return f"{base_url}/{cc.lower()}/metadata.json"
 
 
 def check_base_url(url: str) -> str:

@@ -8,6 +8,7 @@ server would, instead of its default 500.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -60,6 +61,27 @@ def serve_flags(httpserver: HTTPServer, codes: list[str]) -> None:
         httpserver.expect_request(
             f"/flags/{cc.lower()}/{cc.lower()}.gif"
         ).respond_with_data(flag_bytes(cc), content_type="image/gif")
+
+
+def serve_metadata(httpserver: HTTPServer, countries: dict[str, bytes | str]) -> None:
+    """Serve each code's ``metadata.json``: a country name, or raw bytes."""
+    for cc, country in countries.items():
+        body = country if isinstance(country, bytes) else json.dumps(
+            {"iso_cc": cc.upper(), "country": country}
+        ).encode()
+        httpserver.expect_request(
+            f"/flags/{cc.lower()}/metadata.json"
+        ).respond_with_data(body, content_type="application/json")
+
+
+def real_metadata(cc: str) -> bytes:
+    cc = cc.lower()
+    return (FLAGS_DIR / cc / "metadata.json").read_bytes()
+
+
+def requested(httpserver: HTTPServer) -> list[str]:
+    """The paths the server was asked for, in order."""
+    return [request.path for request, _ in httpserver.log]
 
 
 @pytest.fixture

@@ -156,7 +156,13 @@ def test_json_record_describes_the_run(
         url,
         2,
     )
-    assert record["counts"] == {"OK": 1, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0}
+    assert record["counts"] == {
+        "OK": 1,
+        "NOT_FOUND": 1,
+        "ERROR": 0,
+        "CANCELLED": 0,
+        "SKIPPED": 0,
+    }
     assert record["elapsed"] > 0
     br, zz = record["flags"]
     assert br["cc"] == "BR" and br["status"] == "OK" and br["http_status"] == 200
@@ -173,7 +179,9 @@ def test_json_record_describes_the_run(
         "started",
         "finished",
         "error",
+        "file",
     }
+    assert br["file"] == "BR.gif" and zz["file"] is None
 
 
 def test_json_to_stdout_is_pure_json(httpserver: HTTPServer, dest: Path) -> None:

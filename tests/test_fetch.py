@@ -171,6 +171,7 @@ def test_one_bad_flag_does_not_stop_the_others(
         DownloadStatus.NOT_FOUND: 1,
         DownloadStatus.ERROR: 1,
         DownloadStatus.CANCELLED: 0,
+        DownloadStatus.SKIPPED: 0,
     }
     assert sorted(p.name for p in dest.iterdir()) == ["BR.gif", "CN.gif"]
     assert leftovers(dest) == []

@@ -81,7 +81,13 @@ def peer_record(cell: Cell, base_url: str, wall: float, stdout: str) -> dict[str
     ok, not_found = _statuses(cell, stdout)
     # Anything neither OK nor 404 is an error, transfers never done included.
     errors = max(0, len(cell.codes.codes) - ok - not_found)
-    counts = {"OK": ok, "NOT_FOUND": not_found, "ERROR": errors, "CANCELLED": 0}
+    counts = {
+        "OK": ok,
+        "NOT_FOUND": not_found,
+        "ERROR": errors,
+        "CANCELLED": 0,
+        "SKIPPED": 0,
+    }
     return {
         "mode": cell.mode, "server": "CUSTOM", "base_url": redact(base_url),
         "concurrency": cell.concurrency, "elapsed": round(wall, 6),

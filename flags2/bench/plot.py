@@ -34,10 +34,11 @@ _COLOURS = {
     "NOT_FOUND": "#9e9e9e",
     "ERROR": "#c62828",
     "CANCELLED": "#ef6c00",
+    "SKIPPED": "#90caf9",  # --skip-existing: found saved, never requested
 }
 _CPU_BOUND = "#fff3e0"  # a panel's background when its run was CPU-bound
 _LABELS = {"OK": "OK", "NOT_FOUND": "not found", "ERROR": "error",
-           "CANCELLED": "cancelled"}  # fmt: skip
+           "CANCELLED": "cancelled", "SKIPPED": "skipped"}  # fmt: skip
 
 
 class PlotUnavailable(RuntimeError):

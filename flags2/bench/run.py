@@ -114,7 +114,7 @@ def _download_command(
 def _crashed_record(cell: Cell, wall: float) -> dict[str, Any]:
     """What a child that died before writing its record counts as."""
     n = len(cell.codes.codes)
-    counts = {"OK": 0, "NOT_FOUND": 0, "ERROR": n, "CANCELLED": 0}
+    counts = {"OK": 0, "NOT_FOUND": 0, "ERROR": n, "CANCELLED": 0, "SKIPPED": 0}
     return {"mode": cell.mode, "elapsed": wall, "counts": counts, "flags": []}
 
 

@@ -82,7 +82,13 @@ def test_tiny_bench_json_has_every_field(
     ]
     for row in rows:
         assert row["codes"] == "BR CN DE JP ZZ"
-        assert row["counts"] == {"OK": 4, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0}
+        assert row["counts"] == {
+            "OK": 4,
+            "NOT_FOUND": 1,
+            "ERROR": 0,
+            "CANCELLED": 0,
+            "SKIPPED": 0,
+        }
         assert 0 < row["efficiency"] <= 1.05
         assert row["ideal"] > 0 and row["median_elapsed"] > 0
         assert 0 < row["peak_rss_mib"] < 500
@@ -162,7 +168,7 @@ def test_url_with_curl_shows_the_ratio_to_curl(tmp_path: Path) -> None:
     asyncio, curl = json.loads(record.read_text())["rows"]
     assert curl["mode"] == "curl" and curl["max_req"] == 30 and curl["concurrency"] == 5
     assert curl["counts"] == asyncio["counts"] == {
-        "OK": 4, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0,
+        "OK": 4, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0, "SKIPPED": 0,
     }  # fmt: skip
     assert asyncio["vs_curl"] > 0 and asyncio["ideal"] is None
     assert asyncio["efficiency"] is None and asyncio["peak_in_flight"] is None
@@ -185,7 +191,13 @@ def test_url_with_curl_and_aria2c_prints_a_row_for_each(tmp_path: Path) -> None:
     assert [line.split()[0] for line in lines[2:5]] == ["asyncio", "curl", "aria2c"]
     rows = json.loads(record.read_text())["rows"]
     for row in rows:
-        assert row["counts"] == {"OK": 4, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0}
+        assert row["counts"] == {
+            "OK": 4,
+            "NOT_FOUND": 1,
+            "ERROR": 0,
+            "CANCELLED": 0,
+            "SKIPPED": 0,
+        }
         assert row["runs"][0]["cpu"]["client"] > 0
     assert rows[0]["vs_curl"] > 0 and rows[0]["vs_aria2c"] > 0
 

@@ -40,7 +40,13 @@ def test_aria2c_gets_an_input_file_in_order_and_no_retries(tmp_path: Path) -> No
 def test_curl_counts_come_from_its_status_lines() -> None:
     cell = make_cell("curl", n=5)
     record = peer_record(cell, BASE, 0.5, "200\n404\n200\n000\n")
-    assert record["counts"] == {"OK": 2, "NOT_FOUND": 1, "ERROR": 2, "CANCELLED": 0}
+    assert record["counts"] == {
+        "OK": 2,
+        "NOT_FOUND": 1,
+        "ERROR": 2,
+        "CANCELLED": 0,
+        "SKIPPED": 0,
+    }
     assert record["elapsed"] == 0.5 and record["flags"] == []
 
 
@@ -64,7 +70,7 @@ ab12cd|ERR |       0B/s|  -|dest/AD.gif
 def test_aria2c_counts_a_404_apart_from_other_errors() -> None:
     cell = make_cell("aria2c", n=5)
     counts = peer_record(cell, BASE, 1.0, ARIA2C_OUTPUT)["counts"]
-    assert counts == {"OK": 2, "NOT_FOUND": 1, "ERROR": 2, "CANCELLED": 0}
+    assert counts == {"OK": 2, "NOT_FOUND": 1, "ERROR": 2, "CANCELLED": 0, "SKIPPED": 0}
 
 
 @pytest.mark.skipif(shutil.which("aria2c") is None, reason="aria2c not installed")
@@ -75,7 +81,9 @@ def test_aria2c_downloads_like_flags2_from_a_real_server(tmp_path: Path) -> None
             cells=(cell,), server=ServerOptions(seed=1), url=local.urls["local"]
         )
         run = run_once(cell, settings, tmp_path, spawner)
-    assert run.counts == {"OK": 2, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0}
+    assert run.counts == {
+        "OK": 2, "NOT_FOUND": 1, "ERROR": 0, "CANCELLED": 0, "SKIPPED": 0,
+    }  # fmt: skip
     assert run.exit_status == 0 and run.wall > 0
     assert run.client_cpu is not None and run.client_cpu > 0
     assert run.server_cpu is not None  # the bundled server tells its CPU
