@@ -66,9 +66,11 @@ def serve_flags(httpserver: HTTPServer, codes: list[str]) -> None:
 def serve_metadata(httpserver: HTTPServer, countries: dict[str, bytes | str]) -> None:
     """Serve each code's ``metadata.json``: a country name, or raw bytes."""
     for cc, country in countries.items():
-        body = country if isinstance(country, bytes) else json.dumps(
-            {"iso_cc": cc.upper(), "country": country}
-        ).encode()
+        body = (
+            country
+            if isinstance(country, bytes)
+            else json.dumps({"iso_cc": cc.upper(), "country": country}).encode()
+        )
         httpserver.expect_request(
             f"/flags/{cc.lower()}/metadata.json"
         ).respond_with_data(body, content_type="application/json")

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from flags2 import save
-from flags2.save import FATAL_ERRNOS, BadFlag, Saver, check_flag
+from flags2.save import (
+    FATAL_ERRNOS,
+    MAX_NAME_BYTES,
+    BadFlag,
+    BadName,
+    NotAFile,
+    Saver,
+    check_flag,
+    country_file_name,
+)
 from tests.conftest import flag_bytes, leftovers
 
 
@@ -76,8 +85,15 @@ def test_interrupt_during_a_save_leaves_no_temporary(
     assert list(dest.iterdir()) == []
 
 
-STALE = [".BR.gif.k2j4x9ab.part", ".ZW.gif.a_1b2c3d.part"]
+STALE = [
+    ".BR.gif.k2j4x9ab.part",
+    ".ZW.gif.a_1b2c3d.part",
+    ".Brazil.gif.k2j4x9ab.flags2.part",  # --names
+    ".Côte_d'Ivoire.gif.a_1b2c3d.flags2.part",
+]
 KEPT = [
+    ".Brazil.gif.k2j4x9ab.part",  # a name's temporary always says flags2
+    ".Brazil.gif.short.flags2.part",
     ".BR.gif.part",  # no random part
     "BR.gif.abc12345.part",  # not hidden
     ".br.gif.abc12345.part",  # not a code
@@ -173,3 +189,89 @@ def test_a_temporary_that_cannot_be_created_cancels_too(
     with pytest.raises(OSError):
         saver.save(b"GIF89a", "BR.gif")
     assert saver.failed is not None and saver.failed.errno == errno.EROFS
+
+
+@pytest.mark.parametrize(
+    ("country", "name"),
+    [
+        ("Brazil", "Brazil.gif"),
+        ("United States of America", "United_States_of_America.gif"),
+        ("Côte d'Ivoire", "Côte_d'Ivoire.gif"),
+        (" Brazil ", "Brazil.gif"),
+        ("a..b", "a..b.gif"),
+    ],
+)
+def test_a_country_name_is_a_file_name(country: str, name: str) -> None:
+    assert country_file_name(country) == name
+
+
+@pytest.mark.parametrize(
+    ("country", "problem"),
+    [
+        ("../../etc/x", "a path separator"),
+        ("/abs", "a path separator"),
+        ("a\\b", "a path separator"),
+        (".hidden", "a leading dot"),
+        ("..", "a leading dot"),
+        (".", "a leading dot"),
+        ("", "empty"),
+        ("   ", "empty"),
+        ("nul\0", "U+0000"),
+        ("\x1b[31m", "U+001B"),
+        ("c1\x85mid", "U+0085"),
+        ("tab\there", "U+0009"),
+        ("rtl\u202eoverride", "U+202E"),
+        ("zero\u200bwidth", "U+200B"),
+        ("lone\ud800", "U+D800"),
+        ("x" * (MAX_NAME_BYTES - 3), "longer than"),
+        ("é" * 120, "longer than"),  # 240 bytes, though only 120 characters
+    ],
+)
+def test_an_unsafe_country_name_is_refused(country: str, problem: str) -> None:
+    with pytest.raises(BadName, match="unsafe country name") as info:
+        country_file_name(country)
+    assert problem in str(info.value)
+
+
+def test_the_longest_name_still_has_room_for_its_temporary(dest: Path) -> None:
+    name = country_file_name("x" * (MAX_NAME_BYTES - 4))
+    assert len(name.encode()) == MAX_NAME_BYTES
+    assert Saver(dest).save(b"GIF89a", name)
+    assert (dest / name).read_bytes() == b"GIF89a"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../BR.gif", "/tmp/BR.gif", "a\0"])
+def test_save_writes_only_inside_its_folder(dest: Path, name: str) -> None:
+    saver = Saver(dest)
+    with pytest.raises(BadName):
+        saver.save(b"GIF89a", name)
+    with pytest.raises(BadName):
+        saver.existing(name)
+    assert list(dest.iterdir()) == []
+
+
+def test_existing_tells_a_whole_gif_from_a_cut_one(dest: Path) -> None:
+    saver = Saver(dest)
+    whole, cut = flag_bytes("BR"), flag_bytes("CN")[:-1]
+    (dest / "BR.gif").write_bytes(whole)
+    (dest / "CN.gif").write_bytes(cut)
+    (dest / "DE.gif").symlink_to(dest / "BR.gif")
+    (dest / "FR.gif").symlink_to(dest / "nowhere")
+    assert saver.existing("BR.gif") == len(whole)
+    assert saver.existing("CN.gif") is None
+    assert saver.existing("DE.gif") == len(whole)  # a link to a whole flag
+    assert saver.existing("FR.gif") is None  # dangling: saved anew
+    assert saver.existing("IN.gif") is None
+
+
+def test_existing_refuses_what_is_not_a_file(dest: Path) -> None:
+    (dest / "BR.gif").mkdir()
+    with pytest.raises(NotAFile, match=r"BR\.gif exists and is a folder, not a file"):
+        Saver(dest).existing("BR.gif")
+
+
+def test_save_remembers_the_file_of_each_code(dest: Path) -> None:
+    saver = Saver(dest)
+    saver.save(b"GIF89a", "Brazil.gif", "BR")
+    assert saver.files == {"BR": "Brazil.gif"}
+    assert saver.saved == {"Brazil.gif": 6}
