@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from flags2.cli import app
 from flags2.codes import all_country_codes
 from flags2.runner import load_mode
+from flags2.save import Saver
 from flags2.settings import Settings
 from flags2.status import DownloadStatus
 from flags2.tracker import Tracker
@@ -225,3 +227,24 @@ def test_the_error_servers_faults_reach_metadata_too(tmp_path: Path) -> None:
     assert br.status is DownloadStatus.ERROR
     assert br.error == "metadata.json is not JSON"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("names", "in_thread"), [(True, True), (False, False)])
+def test_asyncio_saves_in_a_thread_as_flags3_does(
+    httpserver: HTTPServer, dest: Path, monkeypatch: pytest.MonkeyPatch,
+    names: bool, in_thread: bool,
+) -> None:  # fmt: skip
+    serve_real(httpserver, ["BR"])
+    threads: list[bool] = []
+    real_save = Saver.save
+
+    def save(self: Saver, body: bytes, filename: str, cc: str | None = None) -> bool:
+        threads.append(threading.current_thread() is not threading.main_thread())
+        return real_save(self, body, filename, cc)
+
+    monkeypatch.setattr(Saver, "save", save)
+    settings = Settings(base_url=httpserver.url_for("/flags"), dest=dest, names=names)
+    tracker = Tracker(["BR"], settings)
+    load_mode("asyncio").download_many(["BR"], settings, tracker)
+    assert tracker.results["BR"].status is DownloadStatus.OK
+    assert threads == [in_thread]
