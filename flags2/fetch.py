@@ -81,7 +81,7 @@ def download_one(
     failure: Exception | None = None
     while True:
         try:
-            step = plan.throw(failure) if failure else plan.send(outcome)
+            step = plan.send(outcome) if failure is None else plan.throw(failure)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         outcome, failure = None, None
@@ -107,7 +107,7 @@ async def download_one_async(
     failure: Exception | None = None
     while True:
         try:
-            step = plan.throw(failure) if failure else plan.send(outcome)
+            step = plan.send(outcome) if failure is None else plan.throw(failure)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         outcome, failure = None, None
@@ -251,8 +251,11 @@ def _plan(flag: _Flag, settings: Settings, saver: Saver) -> Plan:
         return flag.result(
             DownloadStatus.ERROR, resp.status_code, error=describe_error(bad)
         )
-    status = DownloadStatus.OK if saved else DownloadStatus.CANCELLED
-    return flag.result(status, resp.status_code, len(resp.content), file=filename)
+    if not saved:  # cancelled (Ctrl-C, a full disk) before it could be written
+        return flag.result(DownloadStatus.CANCELLED, resp.status_code)
+    return flag.result(
+        DownloadStatus.OK, resp.status_code, len(resp.content), file=filename
+    )
 
 
 def _country(resp: httpx.Response) -> str:

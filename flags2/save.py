@@ -35,6 +35,8 @@ import threading
 import unicodedata
 from pathlib import Path
 
+from flags2.http11 import MAX_BODY
+
 __all__ = [
     "FATAL_ERRNOS",
     "GIF_SIGNATURES",
@@ -259,8 +261,10 @@ class Saver:
         with open(fd, "rb") as file:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise NotAFile(f"{filename} exists and is not a file")
-            data = file.read()
-        return len(data) if gif_flaw(data) is None else None
+            data = file.read(MAX_BODY + 1)  # no download could be longer
+        if len(data) > MAX_BODY or gif_flaw(data) is not None:
+            return None
+        return len(data)
 
     def _fail(self, exc: OSError, filename: str) -> None:
         if exc.errno in FATAL_ERRNOS:
