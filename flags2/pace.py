@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyrate_limiter import Limiter
 
 __all__ = ["PERIODS", "Pace", "RateLimit", "parse_rate"]
 
 # Seconds in each period curl's --rate accepts (s, m, h; d too).
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PERIOD_NAMES = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
 # The unit is required: curl reads a bare N as N per hour, which surprises.
 _RATE = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*")
 
@@ -37,6 +41,11 @@ class RateLimit:
     def __str__(self) -> str:
         unit = next(u for u, secs in PERIODS.items() if secs == self.period)
         return f"{self.requests}/{unit}"
+
+    def describe(self) -> str:
+        """In words, for the report: ``20 requests per second``."""
+        plural = "s" if self.requests != 1 else ""
+        return f"{self.requests} request{plural} per {_PERIOD_NAMES[self.period]}"
 
 
 def parse_rate(text: str) -> RateLimit:
@@ -73,7 +82,7 @@ class Pace:
         # A GCRA bucket has nothing to leak: no background thread is needed.
         # buffer_ms=0: the default adds 50 ms to every wait, which would halve
         # a 20/s rate.
-        self._limiter: Any = Limiter(
+        self._limiter: Limiter = Limiter(
             SingleBucketFactory(bucket, schedule_leak=False), buffer_ms=0
         )
 

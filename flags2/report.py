@@ -34,6 +34,8 @@ def initial_report(cc_list: Sequence[str], settings: Settings) -> None:
         print("1 connection will be used.")
     else:
         print(f"{settings.concurrency} concurrent connections will be used.")
+    if settings.rate is not None:
+        print(f"At most {settings.rate.describe()} will be started.")
 
 
 def final_report(tracker: Tracker) -> None:

@@ -60,8 +60,10 @@ def test_bad_rates_say_why(text: str, problem: str) -> None:
         parse_rate(text)
 
 
-def test_a_rate_shows_as_typed() -> None:
+def test_a_rate_shows_as_typed_and_in_words() -> None:
     assert str(RateLimit(20, 1)) == "20/s" and str(RateLimit(3, 3600)) == "3/h"
+    assert RateLimit(20, 1).describe() == "20 requests per second"
+    assert RateLimit(1, 86400).describe() == "1 request per day"
 
 
 def arrivals(httpserver: HTTPServer, *, metadata: bool = False) -> list[float]:
@@ -194,7 +196,9 @@ def test_names_and_rate_record_still_draws_a_timeline(
          "--json", str(record_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "  1 flag skipped (already saved)." in result.output.splitlines()
+    lines = result.output.splitlines()
+    assert lines[3] == "At most 50 requests per second will be started."
+    assert "  1 flag skipped (already saved)." in lines
     record = json.loads(record_path.read_text())
     assert [f["status"] for f in record["flags"]] == ["SKIPPED", "OK", "NOT_FOUND"]
     assert [f["file"] for f in record["flags"]] == ["Brazil.gif", "China.gif", None]
