@@ -210,7 +210,9 @@ def _screen_shape(file: Any) -> tuple[int | None, int | None]:
 
 
 def _counts(count: Counter[DownloadStatus]) -> str:
+    skipped = count[DownloadStatus.SKIPPED]
     return (
         f"OK={count[DownloadStatus.OK]} 404={count[DownloadStatus.NOT_FOUND]}"
         f" errors={count[DownloadStatus.ERROR]}"
+        + (f" skipped={skipped}" if skipped else "")
     )

@@ -94,6 +94,29 @@ def test_progress_bar_on_a_terminal_counts_every_outcome(
     assert "OK=1 404=1 errors=1" in drawn
 
 
+def test_progress_bar_counts_skipped_flags_when_there_are_some(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    tracker = Tracker(["AA", "BB"], Settings(base_url="http://x", dest=dest))
+    with tracker.running():
+        tracker.record(FlagResult("AA", DownloadStatus.OK))
+        tracker.record(FlagResult("BB", DownloadStatus.SKIPPED, file="BB.gif"))
+    assert "OK=1 404=0 errors=0 skipped=1" in terminal.getvalue()
+
+
+def test_a_stop_counts_a_flag_saved_under_its_country_name(dest: Path) -> None:
+    settings = Settings(base_url="http://x", dest=dest, names=True)
+    tracker = Tracker(["BR", "CN"], settings)
+    with tracker.running():
+        tracker.saver.save(b"GIF89a", "Brazil.gif", "BR")  # its result never came
+        raise KeyboardInterrupt
+    br = tracker.results["BR"]
+    assert (br.status, br.file, br.bytes) == (DownloadStatus.OK, "Brazil.gif", 6)
+    assert tracker.results["CN"].status is DownloadStatus.CANCELLED
+
+
 def test_no_progress_bar_when_stderr_is_not_a_terminal(
     dest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
