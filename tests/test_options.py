@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,23 @@ def test_a_bad_rate_is_one_line_and_exit_2(
     assert errors == [f"Error: Invalid value for '--rate': {problem}"], result.output
     assert httpserver.log == []
     assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize("script", ["flags2-sequential", "flags2-threadpool",
+                                    "flags2-asyncio"])  # fmt: skip
+def test_the_installed_scripts_take_the_new_options(
+    script: str, httpserver: HTTPServer, dest: Path
+) -> None:
+    serve_flags(httpserver, ["BR"])
+    serve_metadata(httpserver, {"BR": real_metadata("BR")})
+    executable = shutil.which(script)
+    assert executable is not None, f"{script} is not installed"
+    args = [executable, "BR", "--names", "--skip-existing", "--rate", "10/s",
+            "-s", httpserver.url_for("/flags"), "-d", str(dest)]  # fmt: skip
+    first = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert first.returncode == 0, first.stderr
+    assert (dest / "Brazil.gif").read_bytes() == flag_bytes("BR")
+    second = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert second.returncode == 0, second.stderr
+    assert "  1 flag skipped (already saved)." in second.stdout.splitlines()
+    assert "Traceback" not in first.stderr + second.stderr
