@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
+from servers.limits import limit_note, raise_descriptor_limit
 from servers.options import (
     DEFAULT_PORTS,
     FAULT_KINDS,
@@ -314,14 +315,23 @@ def _watch_stdin(stop: threading.Event) -> None:
 def run(
     servers: Sequence[FlagServer], *, supervised: bool, banner: Sequence[str]
 ) -> None:
-    """Announce `servers` (banner lines or, supervised, the READY line) and serve."""
+    """Announce `servers` (banner lines or, supervised, the READY line) and serve.
+
+    Lifts the descriptor limit first; the banner (stderr, when supervised) says
+    so when it still holds fewer than a thousand connections.
+    """
     stop = threading.Event()
+    note = limit_note(raise_descriptor_limit())
 
     def announce() -> None:
         if not supervised:
             for line in banner:
                 print(line, flush=True)
+            if note is not None:
+                print(note, flush=True)
             return
+        if note is not None:
+            print(f"flags2 servers: {note}", file=sys.stderr, flush=True)
         ready = {
             "seed": servers[0].seed,
             "urls": {s.kind: s.base_url for s in servers},
