@@ -375,10 +375,10 @@ def run(
 
     def announce() -> None:
         if not supervised:
-            for line in banner:
+            # The note goes second: whoever reads up to the URLs has seen it.
+            lines = [*banner[:1], *([note] if note else []), *banner[1:]]
+            for line in lines:
                 print(line, flush=True)
-            if note is not None:
-                print(note, flush=True)
             return
         if note is not None:
             print(f"flags2 servers: {note}", file=sys.stderr, flush=True)

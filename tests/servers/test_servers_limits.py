@@ -1,4 +1,4 @@
-"""Descriptor limits: raised at start, said in the banner, and slowloris survived.
+"""What clients can make a server spend: descriptors, CPU (slowloris), memory.
 
 These run the server in a child process under its own RLIMIT_NOFILE, as
 ``ulimit -n`` would set it, and read its CPU time from /proc.
@@ -7,6 +7,7 @@ These run the server in a child process under its own RLIMIT_NOFILE, as
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import resource
 import socket
@@ -37,22 +38,21 @@ def _limit(soft: int, hard: int) -> Callable[[], None]:
 def _server(
     soft: int, hard: int, *args: str
 ) -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
-    """Start ``python -m servers local`` under the limit; yield it, its port, banner.
-
-    The banner list is complete once the block has ended.
-    """
+    """Start ``python -m servers`` under the limit; yield it, its port, banner."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "servers", "local", "--port", "0", *args],
+        [sys.executable, "-m", "servers", "--port", "0", *(args or ["local"])],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         preexec_fn=_limit(soft, hard),
     )
     assert proc.stdout is not None
-    banner: list[str] = []
     try:
-        banner += [proc.stdout.readline().strip() for _ in range(2)]
-        port = int(banner[1].split()[1].rsplit(":", 1)[1].split("/")[0])
+        # The seed line, a note if any, then the URL line.
+        banner = [proc.stdout.readline().strip()]
+        while "http://" not in banner[-1]:
+            banner.append(proc.stdout.readline().strip())
+        port = int(banner[-1].split()[1].rsplit(":", 1)[1].split("/")[0])
         yield proc, port, banner
     finally:
         proc.terminate()
@@ -61,8 +61,6 @@ def _server(
         except subprocess.TimeoutExpired:  # pragma: no cover - only on failure
             proc.kill()
             proc.wait()
-        # The rest of the banner (a note, if any), complete now that it exited.
-        banner += [line.strip() for line in proc.stdout if line.strip()]
         proc.stdout.close()
 
 
@@ -90,8 +88,8 @@ def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
 def test_the_banner_says_when_1000_connections_do_not_fit() -> None:
     with _server(1024, 1024) as (proc, _port, banner):
         assert _soft_nofile(proc.pid) == 1024
-    assert banner[-1] == limit_note(1024)
-    assert "at most 960 connections" in banner[-1]
+    assert banner[1] == limit_note(1024)
+    assert "at most 960 connections" in banner[1]
 
 
 def test_limit_note_only_below_a_thousand_connections() -> None:
@@ -108,7 +106,7 @@ def test_slowloris_under_ulimit_1024_costs_little_cpu_and_does_not_block() -> No
             pytest.skip(f"this process may open only {hard} descriptors")
         resource.setrlimit(resource.RLIMIT_NOFILE, (count + 200, hard))
     idle = 1.5
-    with _server(1024, 1024, "--idle-timeout", str(idle)) as (proc, port, _):
+    with _server(1024, 1024, "local", "--idle-timeout", str(idle)) as (proc, port, _):
         socks = []
         try:
             for _ in range(count):
@@ -137,3 +135,36 @@ def test_slowloris_under_ulimit_1024_costs_little_cpu_and_does_not_block() -> No
         finally:
             for sock in socks:
                 sock.close()
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS line")  # pragma: no cover
+
+
+def test_memory_stays_bounded_whatever_paths_clients_send() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+    def get(reader: io.BufferedReader, sock: socket.socket, target: str) -> int:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        return read_response(reader).status
+
+    with contextlib.ExitStack() as stack:
+        proc, port, _ = stack.enter_context(
+            _server(1024, hard, "delay", "--max-delay", "0", "--min-delay", "0")
+        )
+        sock = stack.enter_context(
+            socket.create_connection(("127.0.0.1", port), timeout=10)
+        )
+        reader = stack.enter_context(sock.makefile("rb"))
+        for i in range(50):  # warm up: threads, buffers, the file cache
+            get(reader, sock, f"/flags/warm{i}")
+        before = _rss_mib(proc.pid)
+        padding = "a" * 30_000
+        statuses = {get(reader, sock, f"/flags/{i}{padding}") for i in range(3000)}
+        after = _rss_mib(proc.pid)
+    assert statuses == {404}
+    # Every distinct path used to stay in the plan's counter: 86 MiB here.
+    assert after - before < 15, f"{before:.1f} -> {after:.1f} MiB"
