@@ -2,8 +2,9 @@
 
 `FlagServer` is a `ThreadingHTTPServer` of one kind (``local``, ``delay`` or
 ``error``) with a listen backlog big enough for a thousand simultaneous
-connections, daemon handler threads (Ctrl-C never waits for a sleeping request)
-and no traceback when a client goes away. Embedding one in a program or a test::
+connections, admission only while descriptors last (`servers.limits`), daemon
+handler threads (Ctrl-C never waits for a sleeping request) and no traceback
+when a client goes away or a request fails. Embedding one in a program or a test::
 
     >>> from servers.options import ServerOptions
     >>> from servers.server import FlagServer, serve_in_thread
