@@ -59,9 +59,12 @@ class Lease:
             return False
         if self._file is not None:
             return True
-        # Never deleted: unlinking a lock file others have open would let two
-        # processes lock two different files of the same name.
-        file = open(self.path, "ab")  # noqa: SIM115 - held until release()
+        try:
+            # Never deleted: unlinking a lock file others have open would let
+            # two processes lock two different files of the same name.
+            file = open(self.path, "ab")  # noqa: SIM115 - held until release()
+        except OSError:
+            return False  # no lease then: the server lives as long as its run
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
             if timeout is None:
@@ -77,6 +80,9 @@ class Lease:
                             file.close()
                             return False
                         time.sleep(_POLL)
+        except OSError:  # e.g. ENOLCK: a file system without locks
+            file.close()
+            return False
         except BaseException:
             file.close()
             raise
@@ -94,9 +100,13 @@ class Lease:
         """Take the lock exclusively if no run holds it; never waits."""
         return self._lock(exclusive=True, timeout=0)
 
-    def take_when_unused(self) -> None:
-        """Take the lock exclusively, waiting for every run to let go."""
-        self._lock(exclusive=True, timeout=None)
+    def take_when_unused(self) -> bool:
+        """Take the lock exclusively, waiting for every run to let go.
+
+        False if the file cannot be locked at all (then nothing can be known
+        about the runs, and the caller should not wait for them).
+        """
+        return self._lock(exclusive=True, timeout=None)
 
     def release(self) -> None:
         """Let go of the lock (closing the file does); harmless if not held."""

@@ -24,11 +24,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import resource
 import socket
 import threading
 import time
 from typing import Any
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows: no descriptor limit to read
+    resource = None  # type: ignore[assignment]
 
 __all__ = [
     "CONNECTIONS",
@@ -60,6 +64,8 @@ def raise_descriptor_limit() -> int:
 
     Only a program's start-up should call this: the limit is process-wide.
     """
+    if resource is None:  # pragma: no cover - Windows
+        return _UNLIMITED_TARGET
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = _UNLIMITED_TARGET if hard == resource.RLIM_INFINITY else hard
     if soft != resource.RLIM_INFINITY and soft < target:
@@ -71,6 +77,8 @@ def raise_descriptor_limit() -> int:
 
 def connection_capacity(soft: int | None = None) -> int:
     """Connections admitted at once under descriptor limit `soft` (default: now)."""
+    if resource is None:  # pragma: no cover - Windows
+        return 1 << 30
     if soft is None:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:

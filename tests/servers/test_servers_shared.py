@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from servers.launch import is_listening
-from servers.lease import AVAILABLE
+from servers.launch import is_listening, shared
+from servers.lease import AVAILABLE, Lease
 from tests.servers.test_servers_launch import pid_alive, wait_gone
 
 pytestmark = pytest.mark.skipif(
@@ -226,3 +226,33 @@ def test_two_downloads_share_the_bundled_delay_server_without_errors(
     while is_listening("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not is_listening("127.0.0.1", port)
+
+
+def test_lease_semantics(tmp_path: Path) -> None:
+    path = tmp_path / "port.lease"
+    run_a, run_b, server = Lease(path), Lease(path), Lease(path)
+    assert run_a.share(timeout=1) and run_b.share(timeout=1)  # runs share it
+    assert not server.take_if_unused()
+    run_a.release()
+    assert not server.take_if_unused()  # run_b still holds it
+    run_b.release()
+    run_b.release()  # harmless twice
+    assert server.take_if_unused() and server.held
+    started = time.monotonic()
+    assert not run_a.share(timeout=0.2)  # a stopping server holds it
+    assert time.monotonic() - started >= 0.2
+    server.release()
+    assert run_a.share(timeout=1)
+    run_a.release()
+
+
+def test_without_a_usable_lease_file_a_run_still_gets_a_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, port: int
+) -> None:
+    import servers.launch
+
+    missing = tmp_path / "no-such-dir" / "port.lease"
+    monkeypatch.setattr(servers.launch, "lease_path", lambda port: missing)
+    with shared("local", port=port) as started:
+        assert started is not None and _get_ok(port)
+    assert not pid_alive(started.pid)  # private, so stopped with the block
