@@ -323,6 +323,7 @@ def _launch(
     )
     readers: list[threading.Thread] = []
     lines: queue.Queue[str | None] = queue.Queue()
+    leased: Lease | None = None
     _reap_detached()
     try:
         assert proc.stdout is not None and proc.stderr is not None
@@ -333,6 +334,9 @@ def _launch(
         pump.start()
         readers += [pump, relay.thread]
         info = _wait_ready(proc, lines, relay, timeout)
+        # Only a child that came up can serve other runs; one that failed is
+        # just stopped, and the caller's lease stays the caller's.
+        leased = lease
         relay.pass_through()
         urls = info["urls"]
         ports = info["ports"]
@@ -347,7 +351,7 @@ def _launch(
             pid=proc.pid,
         )
     finally:
-        _stop(proc, readers, lines, lease)
+        _stop(proc, readers, lines, leased)
 
 
 def _reap_detached() -> None:
