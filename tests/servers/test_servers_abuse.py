@@ -217,7 +217,8 @@ def test_stats_report_the_process_cpu_time(start_server: ServerFactory) -> None:
         with sock.makefile("rb") as reader:
             stats = json.loads(read_response(reader).body)
     assert isinstance(stats["cpu_seconds"], float)
-    assert 0 < stats["cpu_seconds"] <= time.process_time()
+    # Rounded to the millisecond, so it may be up to 0.5 ms ahead of ours.
+    assert 0 < stats["cpu_seconds"] <= time.process_time() + 0.001
 
 
 def test_connections_beyond_the_capacity_wait_their_turn(
