@@ -327,7 +327,7 @@ def _say(line: str) -> None:
         print(line, flush=True)
 
 
-def _detach_output() -> None:
+def _detach() -> None:
     # Our starter stops reading our stdout and stderr; writing there later
     # would fail, so both go to the null device from now on.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -336,6 +336,11 @@ def _detach_output() -> None:
             os.dup2(devnull, fd)
     finally:
         os.close(devnull)
+    # Leave the starter's terminal session too: closing the terminal it ran in
+    # (SIGHUP to its jobs) must not stop a server other runs are using.
+    if hasattr(os, "setsid"):
+        with contextlib.suppress(OSError):
+            os.setsid()
 
 
 def _watch_stdin(stop: threading.Event, lease_path: Path | None) -> None:
@@ -351,7 +356,7 @@ def _watch_stdin(stop: threading.Event, lease_path: Path | None) -> None:
         lease = Lease(lease_path)
         if not lease.take_if_unused():
             _say(DETACHED_LINE)
-            _detach_output()
+            _detach()
             lease.take_when_unused()
         _held.append(lease)
     _say(STOPPING_LINE)

@@ -8,6 +8,7 @@ their grandchild, so its life is watched through /proc.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -109,6 +110,10 @@ def port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _session(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[3])
+
+
 def _get_ok(port: int) -> bool:
     response = httpx.get(f"http://127.0.0.1:{port}/flags/br/br.gif", timeout=5)
     return response.status_code == 200
@@ -130,8 +135,11 @@ def test_the_server_outlives_its_starter_while_another_run_uses_it(
     runs.append(second := _Run("local", port))
     server = first.started
     assert server is not None and second.started is None  # joined, not started
+    assert _session(server) == os.getsid(0)  # the terminal session, as runs are
     assert first.end() < 3  # the starter does not wait for the other run
     assert pid_alive(server) and _get_ok(port)
+    # Out of its starter's session: closing that terminal cannot hang it up.
+    assert _session(server) == server
     second.end()
     assert wait_gone(server, timeout=5)
     assert not is_listening("127.0.0.1", port)
