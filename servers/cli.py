@@ -223,7 +223,8 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, error_rate: float) 
         type=_seconds,
         metavar="S",
         default=defaults.idle_timeout,
-        help="close keep-alive connections idle this long (default: %(default)s)",
+        help="close connections idle this long, or whose request head is not"
+        " complete this long after its first byte (default: %(default)s)",
     )
     parser.add_argument(SUPERVISED_FLAG, action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(LEASE_OPTION, type=Path, help=argparse.SUPPRESS)
