@@ -143,7 +143,12 @@ def check_report(out: str, err: str, record: Path, dest: Path) -> None:
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
 @pytest.mark.parametrize("mode", MODES)
 def test_interrupt_stops_promptly_and_sends_nothing_more(
-    mode: str, signum: int, holder: Holder, base_url: str, dest: Path, tmp_path: Path
+    mode: str,
+    signum: signal.Signals,
+    holder: Holder,
+    base_url: str,
+    dest: Path,
+    tmp_path: Path,
 ) -> None:
     proc, record = start(mode, base_url, dest, tmp_path)
     # Every slot busy: AA done and its slot refilled, all the others held.
@@ -161,7 +166,12 @@ def test_interrupt_stops_promptly_and_sends_nothing_more(
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
 @pytest.mark.parametrize("mode", MODES)
 def test_interrupt_during_a_save_leaves_no_temporary_and_runs_no_queued_work(
-    mode: str, signum: int, holder: Holder, base_url: str, dest: Path, tmp_path: Path
+    mode: str,
+    signum: signal.Signals,
+    holder: Holder,
+    base_url: str,
+    dest: Path,
+    tmp_path: Path,
 ) -> None:
     proc, record = start(mode, base_url, dest, tmp_path, slow_disk=True)
     in_flight = CONCURRENCY[mode]  # AA is saving, in its slot, the rest are held
