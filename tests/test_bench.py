@@ -19,6 +19,7 @@ from flags2.cli import app
 from flags2.cli import bench as bench_command
 from flags2.measure import Spawner
 from servers.launch import background
+from tests.conftest import colour_pixels
 
 runner = CliRunner()
 
@@ -131,7 +132,8 @@ def test_tiny_bench_json_has_every_field(
         assert [f["cc"] for f in run["flags"]] == CODES
     sequential, asyncio = rows
     assert sequential["speedup"] == 1.0
-    assert asyncio["speedup"] > 2  # 5 requests at once vs one after the other
+    assert asyncio["speedup"] > 0  # how much faster is measured, never asserted
+    # Concurrency counted at the server, not inferred from a speed-up.
     assert sequential["peak_in_flight"] == 1
     assert asyncio["peak_in_flight"] == 5  # the server saw all five at once
 
@@ -142,8 +144,13 @@ def test_tiny_bench_json_has_every_field(
 def test_tiny_bench_draws_its_timeline(
     delay_run: tuple[Result, dict[str, Any], Path],
 ) -> None:
+    from flags2.plot import _COLOURS
+
     _, _, picture = delay_run
-    assert picture.read_bytes().startswith(b"\x89PNG") and picture.stat().st_size > 5000
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    # 8 lanes of flags saved and 2 of ZZ not found; a legend swatch is ~400 px.
+    assert colour_pixels(picture, _COLOURS["OK"]) > 8 * 400
+    assert colour_pixels(picture, _COLOURS["NOT_FOUND"]) > 2 * 400
 
 
 def test_error_server_errors_are_the_faults_it_injected(tmp_path: Path) -> None:
