@@ -79,7 +79,7 @@ def holder(httpserver: HTTPServer) -> Iterator[Holder]:
     held.release.set()
 
 
-def wait_for(condition: Callable[[], bool], what: str, limit: float = 20) -> None:
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 10) -> None:
     deadline = time.monotonic() + limit
     while not condition():
         assert time.monotonic() < deadline, f"waited {limit} s for {what}"
@@ -114,7 +114,7 @@ def stop(
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(GRACE)
         holder.release.set()  # free slots: only cancelled work keeps them free
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=10)
         return time.monotonic() - sent, out, err
     finally:
         if proc.poll() is None:
@@ -139,7 +139,7 @@ def check_report(out: str, err: str, record: Path, dest: Path) -> None:
     assert "Elapsed time:" in out
 
 
-@pytest.mark.timeout(45)
+@pytest.mark.timeout(30)  # a prompt stop: far less than the default
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
 @pytest.mark.parametrize("mode", MODES)
 def test_interrupt_stops_promptly_and_sends_nothing_more(
@@ -162,7 +162,7 @@ def test_interrupt_stops_promptly_and_sends_nothing_more(
     assert leftovers(dest) == []
 
 
-@pytest.mark.timeout(45)
+@pytest.mark.timeout(30)  # a prompt stop: far less than the default
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
 @pytest.mark.parametrize("mode", MODES)
 def test_interrupt_during_a_save_leaves_no_temporary_and_runs_no_queued_work(
@@ -189,7 +189,7 @@ def test_interrupt_during_a_save_leaves_no_temporary_and_runs_no_queued_work(
     check_report(out, err, record, dest)
 
 
-@pytest.mark.timeout(45)
+@pytest.mark.timeout(30)  # a prompt stop: far less than the default
 @pytest.mark.parametrize("mode", MODES)
 def test_an_ignored_sigint_stays_ignored_and_sigterm_still_stops(
     mode: str, holder: Holder, base_url: str, dest: Path, tmp_path: Path
