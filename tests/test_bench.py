@@ -91,7 +91,11 @@ def delay_run(
     folder = tmp_path_factory.mktemp("bench")
     record, picture = folder / "bench.json", folder / "timeline.png"
     plot = ["--plot", str(picture)] if HAS_MATPLOTLIB else []
-    args = [*CODES, "--modes", "sequential,asyncio", "--seed", "3", *TINY]
+    # Each answer waits at least 0.25 s: time for all five asyncio requests to
+    # reach the server before the first is answered, even on a loaded machine,
+    # so the peak the server counts is the client's concurrency.
+    slow = ["--min-delay", "0.25", "--max-delay", "0.3", "--repeat", "1"]
+    args = [*CODES, "--modes", "sequential,asyncio", "--seed", "3", *slow]
     result = invoke(*args, "--json", str(record), *plot)
     return result, json.loads(record.read_text()), picture
 
