@@ -164,7 +164,7 @@ def test_interrupt_stops_promptly_and_sends_nothing_more(
     proc = launch(mode)
     # Every slot busy: AA done and its slot refilled, all the others held.
     in_flight = CONCURRENCY[mode] + 1
-    wait_for(lambda: holder.count() == in_flight, f"{in_flight} requests")
+    wait_for(lambda: holder.count() >= in_flight, f"{in_flight} requests")
     stopped_after, out, err = stop(proc, signum, holder)
     assert proc.returncode == EXIT_STATUS[signum], err
     assert stopped_after < 3.0  # the spec says 1 s; the margin is for noisy CI
@@ -181,7 +181,7 @@ def test_interrupt_during_a_save_leaves_no_temporary_and_runs_no_queued_work(
 ) -> None:
     proc = launch(mode, slow_disk=True)
     in_flight = CONCURRENCY[mode]  # AA is saving, in its slot, the rest are held
-    wait_for(lambda: holder.count() == in_flight, f"{in_flight} requests")
+    wait_for(lambda: holder.count() >= in_flight, f"{in_flight} requests")
     saved = dest / "AA.gif"
     wait_for(lambda: leftovers(dest) != [] or saved.exists(), "AA's save")
     assert leftovers(dest) != [], "AA was saved without a temporary file"
@@ -203,7 +203,7 @@ def test_an_ignored_sigint_stays_ignored_and_sigterm_still_stops(
 ) -> None:
     proc = launch(mode, ignore_sigint=True)
     in_flight = CONCURRENCY[mode] + 1
-    wait_for(lambda: holder.count() == in_flight, f"{in_flight} requests")
+    wait_for(lambda: holder.count() >= in_flight, f"{in_flight} requests")
     proc.send_signal(signal.SIGINT)
     with pytest.raises(subprocess.TimeoutExpired):
         proc.wait(1.0)  # still running: the SIGINT was ignored
