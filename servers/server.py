@@ -11,7 +11,7 @@ when a client goes away or a request fails. Embedding one in a program or a test
     >>> server = FlagServer("delay", ServerOptions(seed=7, max_delay=1), port=0)
     >>> thread = serve_in_thread(server)
     >>> server.base_url
-    'http://127.0.0.1:43211/flags'
+    'http://127.0.0.1:.../flags'
     >>> server.shutdown(); server.server_close()
 
 `open_servers` binds several at once with one-line errors, and
