@@ -13,11 +13,13 @@ import contextlib
 import inspect
 import math
 import os
+import signal
 import sys
 import tempfile
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 import typer
@@ -63,6 +65,7 @@ __all__ = [
 ]
 
 _EXIT_USAGE = 2
+_EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell shows for a SIGTERM death
 # -h as well as --help, as the book's argparse scripts have.
 _HELP = {"help_option_names": ["-h", "--help"]}
 
@@ -137,11 +140,42 @@ def download(
         names=names,
         rate=rate,
     )
-    try:
-        code = runner.run(mode, cc_list, settings, json_path=json, serve=not no_serve)
-    except KeyboardInterrupt:  # before or after the downloads themselves
-        code = runner.EXIT_INTERRUPTED
+    with _sigterm_as_ctrl_c() as terminated:
+        try:
+            code = runner.run(
+                mode, cc_list, settings, json_path=json, serve=not no_serve
+            )
+        except KeyboardInterrupt:  # before or after the downloads themselves
+            code = runner.EXIT_INTERRUPTED
+    if code == runner.EXIT_INTERRUPTED and terminated:
+        code = _EXIT_TERMINATED
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[list[int]]:
+    """SIGTERM stops a download as Ctrl-C does: report, ``--json``, no temporaries.
+
+    Its handler raises KeyboardInterrupt in the main thread, where every mode
+    already turns Ctrl-C into cancelled flags; the list it yields is non-empty
+    once SIGTERM came, so the exit status can say which signal it was. SIGINT
+    is not touched: one ignored from the start (a shell's background job)
+    stays ignored. A SIGTERM ignored from the start stays ignored too.
+    """
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        yield received
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command(

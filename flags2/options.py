@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from flags2 import __version__
@@ -93,12 +92,25 @@ ServerOpt = Annotated[
 VerboseOpt = Annotated[
     bool, typer.Option("-v", "--verbose", help="Output detailed progress info.")
 ]
+
+
+def _mode(value: str) -> str:
+    # A callback, not an Enum or click's Choice: the mode list stays the one
+    # in settings, and only typer's public API is used.
+    name = value.lower()
+    if name not in MODES:
+        choices = ", ".join(repr(mode) for mode in MODES)
+        raise typer.BadParameter(f"{value!r} is not one of {choices}.")
+    return name
+
+
 ModeOpt = Annotated[
     str,
     typer.Option(
         "--mode",
         help="Concurrency model.",
-        click_type=click.Choice(list(MODES), case_sensitive=False),
+        metavar="[" + "|".join(MODES) + "]",
+        callback=_mode,
     ),
 ]
 DestOpt = Annotated[

@@ -97,25 +97,25 @@ def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
     if not serve or kind is None:
         yield
         return
-    from servers.launch import LaunchError, background, is_listening
+    from servers.launch import LaunchError, shared
 
     host, port = _host_port(settings.base_url)
-    if is_listening(host, port):
-        yield
-        return
     with contextlib.ExitStack() as stack:
+        # A server already listening is used as it is; one started here serves
+        # on after this run while another run still uses it (servers.lease).
         try:
-            running = stack.enter_context(background([kind], port=port))
+            running = stack.enter_context(shared(kind, host=host, port=port))
         except LaunchError as exc:  # every flag will then say why it failed
             print(f"flags2: could not start the bundled server: {exc}", file=sys.stderr)
         else:
-            seeded = f" (seed {running.seed})" if kind != "local" else ""
-            print(
-                f"flags2: nothing answered on {host}:{port}, so the bundled "
-                f"{settings.server} server{seeded} runs for this command;"
-                " --no-serve turns this off",
-                file=sys.stderr,
-            )
+            if running is not None:  # started here, not found running
+                seeded = f" (seed {running.seed})" if kind != "local" else ""
+                print(
+                    f"flags2: nothing answered on {host}:{port}, so the bundled "
+                    f"{settings.server} server{seeded} runs for this command;"
+                    " --no-serve turns this off",
+                    file=sys.stderr,
+                )
         yield
 
 

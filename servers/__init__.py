@@ -10,8 +10,9 @@ ERROR adds injected faults. Start them with ``flags2 serve`` or
     DELAY  http://127.0.0.1:8001/flags  delay 0.5-2 s
 
 Modules: `options` (settings), `plan` (the seeded plan), `stats` (``/_stats``),
-`handler` (request handling and faults), `server` (binding and lifetime),
-`cli` (command line), `launch` (child process), `slow` (the book's script).
+`handler` (request handling and faults), `limits` (descriptors, head deadline),
+`server` (binding and lifetime), `cli` (command line), `launch` (child process),
+`lease` (a bundled server shared by runs), `slow` (the book's script).
 """
 
 from servers.options import FAULT_KINDS, SERVER_KINDS, ServerOptions, parse_faults

@@ -21,7 +21,9 @@ Errors (bad values, a port in use) are one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -30,6 +32,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
+from servers.lease import Lease
+from servers.limits import limit_note, raise_descriptor_limit
 from servers.options import (
     DEFAULT_PORTS,
     FAULT_KINDS,
@@ -47,7 +51,10 @@ from servers.server import (
 )
 
 __all__ = [
+    "DETACHED_LINE",
+    "LEASE_OPTION",
     "READY_PREFIX",
+    "STOPPING_LINE",
     "SUPERVISED_FLAG",
     "add_log_arguments",
     "add_option_arguments",
@@ -64,6 +71,19 @@ stdout, ignore Ctrl-C (the parent decides) and exit when stdin reaches EOF."""
 
 READY_PREFIX = "READY "
 """Prefix of the supervised readiness line; JSON with seed, urls and ports follows."""
+
+LEASE_OPTION = "--lease"
+"""Hidden option used by `servers.launch.shared`: once stdin reaches EOF, serve
+on until no run holds the `servers.lease` file given (see that module)."""
+
+STOPPING_LINE = "STOPPING"
+"""What a supervised child says on stdout when stdin's EOF stops it."""
+
+DETACHED_LINE = "DETACHED"
+"""What a leased child says instead when other runs still use it; it then
+writes nothing more to the pipes its starter is about to close."""
+
+_held: list[Lease] = []  # the exclusive lease, kept until the process exits
 
 _DESCRIPTION = """\
 Serve the 194 bundled flags for the flags2 clients.
@@ -203,9 +223,11 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, error_rate: float) 
         type=_seconds,
         metavar="S",
         default=defaults.idle_timeout,
-        help="close keep-alive connections idle this long (default: %(default)s)",
+        help="close connections idle this long, or whose request head is not"
+        " complete this long after its first byte (default: %(default)s)",
     )
     parser.add_argument(SUPERVISED_FLAG, action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(LEASE_OPTION, type=Path, help=argparse.SUPPRESS)
 
 
 def add_log_arguments(parser: argparse.ArgumentParser, *, default_log: bool) -> None:
@@ -300,35 +322,79 @@ def describe(server: FlagServer) -> str:
     return f"{server.kind.upper():<6} {server.base_url}  {what}"
 
 
-def _watch_stdin(stop: threading.Event) -> None:
+def _say(line: str) -> None:
+    # The starter may be dead already (SIGKILL): nobody reads the pipe then.
+    with contextlib.suppress(OSError, ValueError):
+        print(line, flush=True)
+
+
+def _detach() -> None:
+    # Our starter stops reading our stdout and stderr; writing there later
+    # would fail, so both go to the null device from now on.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+    # Leave the starter's terminal session too: closing the terminal it ran in
+    # (SIGHUP to its jobs) must not stop a server other runs are using.
+    if hasattr(os, "setsid"):
+        with contextlib.suppress(OSError):
+            os.setsid()
+
+
+def _watch_stdin(stop: threading.Event, lease_path: Path | None) -> None:
     # The parent holds the write end of our stdin; EOF means it closed it or died
-    # (even by SIGKILL), and a server must not outlive it.
+    # (even by SIGKILL), and a server must not outlive it, nor the other runs
+    # holding its lease.
     try:
         while sys.stdin.buffer.read(4096):
             pass
     except (OSError, ValueError):
         pass
+    if lease_path is not None:
+        lease = Lease(lease_path)
+        if not lease.take_if_unused():
+            _say(DETACHED_LINE)
+            _detach()
+            lease.take_when_unused()
+        _held.append(lease)
+    _say(STOPPING_LINE)
     stop.set()
 
 
 def run(
-    servers: Sequence[FlagServer], *, supervised: bool, banner: Sequence[str]
+    servers: Sequence[FlagServer],
+    *,
+    supervised: bool,
+    banner: Sequence[str],
+    lease: Path | None = None,
 ) -> None:
-    """Announce `servers` (banner lines or, supervised, the READY line) and serve."""
+    """Announce `servers` (banner lines or, supervised, the READY line) and serve.
+
+    Lifts the descriptor limit first; the banner (stderr, when supervised) says
+    so when it still holds fewer than a thousand connections.
+    """
     stop = threading.Event()
+    note = limit_note(raise_descriptor_limit())
 
     def announce() -> None:
         if not supervised:
-            for line in banner:
+            # The note goes second: whoever reads up to the URLs has seen it.
+            lines = [*banner[:1], *([note] if note else []), *banner[1:]]
+            for line in lines:
                 print(line, flush=True)
             return
+        if note is not None:
+            print(f"flags2 servers: {note}", file=sys.stderr, flush=True)
         ready = {
             "seed": servers[0].seed,
             "urls": {s.kind: s.base_url for s in servers},
             "ports": {s.kind: s.port for s in servers},
         }
         print(READY_PREFIX + json.dumps(ready), flush=True)
-        threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
+        threading.Thread(target=_watch_stdin, args=(stop, lease), daemon=True).start()
 
     if supervised and threading.current_thread() is threading.main_thread():
         # Ctrl-C in the terminal reaches the whole process group; the parent
@@ -366,7 +432,7 @@ def main(
     seed = options.seed
     banner = [f"seed {seed} (replay with --seed {seed}); Ctrl-C stops the servers"]
     banner += [describe(server) for server in servers]
-    run(servers, supervised=args.supervised, banner=banner)
+    run(servers, supervised=args.supervised, banner=banner, lease=args.lease)
     if not args.supervised:
         print("servers stopped", file=sys.stderr)
     return 0

@@ -19,10 +19,18 @@ html           ``200`` with ``Content-Type: text/html`` and an HTML page
 =============  ===========================================================
 
 HEAD is never delayed nor faulted, so a client can probe a server cheaply.
+
+Nothing a client sends raises out of a request: a target whose %-escapes do not
+decode as UTF-8 (``/%ff``, overlong ``%c0%ae``) is a ``400`` on a connection
+that stays open, a head must arrive whole within the idle timeout of its first
+byte (`servers.limits.HeadReader`), and a bug left anyway is a ``500`` and one
+line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import html
 import io
 import json
@@ -31,12 +39,14 @@ import re
 import shutil
 import socket
 import struct
+import sys
 import time
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from servers.limits import HeadReader
 from servers.plan import Planned, planned
 
 if TYPE_CHECKING:
@@ -71,6 +81,17 @@ def _path_of(target: str) -> str:
     return target.split("?", 1)[0].split("#", 1)[0]
 
 
+def _decodes(path: str) -> bool:
+    # The base class decodes with errors="surrogatepass" and then fails on the
+    # result (bad or overlong UTF-8, encoded surrogates): refuse such a target
+    # before anything looks at it.
+    try:
+        unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _label(path: str) -> str:
     # The book logs flags by country code; anything else by its path.
     match = _FLAG_GIF.fullmatch(path)
@@ -95,6 +116,7 @@ class FlagRequestHandler(SimpleHTTPRequestHandler):
     _in_method = False
     _status: int | str | None = None
     _counted = True
+    _reader: HeadReader
 
     def __init__(self, request: Any, client_address: Any, server: FlagServer) -> None:
         self._root = server.root
@@ -103,17 +125,41 @@ class FlagRequestHandler(SimpleHTTPRequestHandler):
     # -- connection lifecycle -------------------------------------------------
 
     def setup(self) -> None:
-        # The socket timeout doubles as the keep-alive idle timeout: a connection
-        # with no new request line for that long is closed by handle_one_request.
+        # The idle timeout is both the keep-alive timeout (no new request for
+        # that long closes the connection) and the time a head may take from
+        # its first byte; HeadReader keeps that clock under a buffered rfile.
         super().setup()
-        self.connection.settimeout(self.server.options.idle_timeout)
+        self.rfile.close()  # the makefile() reader the base class made
+        self._reader = HeadReader(self.connection, self.server.options.idle_timeout)
+        self.rfile = io.BufferedReader(self._reader)
         self.server.stats.count_connection()
 
     def handle_one_request(self) -> None:
         self._in_method = False
         self._status = None
         self._counted = True
-        super().handle_one_request()
+        self._reader.next_head()
+        try:
+            super().handle_one_request()
+        except OSError:
+            raise  # the client went away or timed out: the server stays quiet
+        except Exception:
+            # A bug, not the client's doing: answer 500 if nothing was sent yet,
+            # drop the connection (the stream may be out of step) and let
+            # FlagServer.handle_error say so in one line.
+            self.close_connection = True
+            if self._status is None:
+                self._in_method = False  # so the error page says Connection: close
+                with contextlib.suppress(Exception):
+                    self._send_error_page(HTTPStatus.INTERNAL_SERVER_ERROR)
+                    self.wfile.flush()
+            raise
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed:
+            self._reader.head_done()
+        return parsed
 
     # -- GET and HEAD ---------------------------------------------------------
 
@@ -132,6 +178,14 @@ class FlagRequestHandler(SimpleHTTPRequestHandler):
             return
         server = self.server
         plan = Planned(0.0, None)
+        if not _decodes(path):
+            self._send_error_page(
+                HTTPStatus.BAD_REQUEST,
+                explain="A %-escape in the request target is not valid UTF-8.",
+            )
+            if server.options.log:
+                server.write_log(f"{path} {self.command} {self._status}")
+            return
         if not head:
             nth = server.next_nth(path)
             plan = planned(server.seed, server.kind, path, nth, server.options)
@@ -240,6 +294,18 @@ class FlagRequestHandler(SimpleHTTPRequestHandler):
         self, code: int, message: str | None = None, explain: str | None = None
     ) -> None:
         """Like the base class, but keep the connection alive when it is safe."""
+        exc = sys.exc_info()[1]
+        if (
+            code == HTTPStatus.NOT_FOUND
+            and isinstance(exc, OSError)
+            and exc.errno in (errno.EMFILE, errno.ENFILE)
+        ):
+            # send_head could not open the file for want of descriptors: the
+            # file exists, so say "try again", never "not found".
+            self._send_error_page(
+                HTTPStatus.SERVICE_UNAVAILABLE, headers=(("Retry-After", "1"),)
+            )
+            return
         self._send_error_page(code, message, explain)
 
     def _send_error_page(
@@ -294,7 +360,13 @@ class FlagRequestHandler(SimpleHTTPRequestHandler):
 
     def _send_stats(self, *, head: bool) -> None:
         server = self.server
-        data = {"server": server.kind, "seed": server.seed, **server.stats.snapshot()}
+        data = {
+            "server": server.kind,
+            "seed": server.seed,
+            **server.stats.snapshot(),
+            # CPU time of the whole server process (every server it runs).
+            "cpu_seconds": round(time.process_time(), 3),
+        }
         body = json.dumps(data).encode() + b"\n"
         self._send_bytes(
             HTTPStatus.OK,

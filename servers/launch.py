@@ -1,17 +1,22 @@
 """Run bundled servers in a child process for the duration of a ``with`` block.
 
 The servers run in their own process, so they never compete with the client for
-its GIL, and the child is always stopped when the block ends (normally, by an
-exception or by Ctrl-C); if the parent dies anyway, the child sees EOF on its
-stdin and exits by itself. Used by ``flags2 download`` (the embedded default)
-and ``flags2 bench``::
+its GIL. `background` gives a private server, always stopped when the block
+ends (normally, by an exception or by Ctrl-C); if the parent dies anyway, the
+child sees EOF on its stdin and exits by itself. ``flags2 bench`` uses it::
 
-    from servers.launch import background, is_listening
+    from servers.launch import background
 
-    if not is_listening("127.0.0.1", 8001):
-        with background(["delay"], port=8001, args=["--seed", "7"]) as running:
-            print(running.urls["delay"], running.seed)  # http://127.0.0.1:8001/flags 7
-            ...  # download from it
+    with background(["delay"], port=0, args=["--seed", "7"]) as running:
+        print(running.urls["delay"], running.seed)  # http://127.0.0.1:43211/flags 7
+        ...  # download from it
+
+`shared` is what ``flags2 download`` uses: it joins the server already
+listening on a port, or starts one that stays up as long as any run that uses
+it, the one that started it or another (`servers.lease`)::
+
+    with shared("delay", port=8001) as started:
+        ...  # download from port 8001; `started` is None if it was running
 """
 
 from __future__ import annotations
@@ -32,12 +37,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from servers.cli import READY_PREFIX, SUPERVISED_FLAG
+from servers.cli import (
+    DETACHED_LINE,
+    LEASE_OPTION,
+    READY_PREFIX,
+    STOPPING_LINE,
+    SUPERVISED_FLAG,
+)
+from servers.lease import AVAILABLE, Lease, lease_path
 from servers.options import SERVER_KINDS
 
-__all__ = ["LaunchError", "Launched", "background", "is_listening"]
+__all__ = ["LaunchError", "Launched", "background", "is_listening", "shared"]
 
 _GRACE = 3.0  # seconds between SIGTERM and SIGKILL
+# How long a run waits for a lease: only a server that is stopping holds it
+# exclusively, and stopping takes a fraction of a second.
+_LEASE_WAIT = 10.0
+# Children left serving other runs; kept so they are reaped (and not reported
+# as "still running" by their Popen) once they exit.
+_detached: list[subprocess.Popen[str]] = []
 
 
 class LaunchError(RuntimeError):
@@ -147,10 +165,50 @@ def _wait_ready(
             return info
 
 
-def _stop(proc: subprocess.Popen[str], readers: Sequence[threading.Thread]) -> None:
+def _left_serving(
+    proc: subprocess.Popen[str], lines: queue.Queue[str | None], lease: Lease
+) -> bool:
+    # Let go of our lease, then say we are gone (stdin EOF); the child answers
+    # whether it stops or serves on for other runs holding the lease.
+    lease.release()
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+    deadline = time.monotonic() + _GRACE
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if line is None or line.strip() == STOPPING_LINE:
+            break
+        if line.strip() == DETACHED_LINE:
+            _detached.append(proc)
+            return True
+    return False
+
+
+def _stop(
+    proc: subprocess.Popen[str],
+    readers: Sequence[threading.Thread],
+    lines: queue.Queue[str | None],
+    lease: Lease | None,
+) -> None:
+    if lease is not None and _left_serving(proc, lines, lease):
+        # The child has let go of both pipes; the readers end at their EOF.
+        for reader in readers:
+            reader.join(timeout=1)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        return
     if proc.stdin is not None:
         with contextlib.suppress(OSError):
             proc.stdin.close()  # EOF alone makes a supervised child stop
+    if lease is not None:
+        # It said it stops: give it the time to shut its servers down.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=_GRACE)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -182,7 +240,57 @@ def background(
     options (``--seed 7``, ``--max-delay 2``, ``--log``...). Raises `LaunchError`
     if the servers are not listening within `timeout` seconds (a port in use,
     a bad option); the child is stopped when the block exits, whatever the cause.
+    The server is private: nothing else keeps it alive.
     """
+    with _launch(kinds, port=port, args=args, timeout=timeout, lease=None) as running:
+        yield running
+
+
+@contextmanager
+def shared(
+    kind: str, *, port: int, host: str = "127.0.0.1", timeout: float = 15.0
+) -> Iterator[Launched | None]:
+    """Use the `kind` server on `port` for the ``with`` block, starting it if need be.
+
+    Yields None when something already listens there, else the server started
+    (as `background` would). Either way this block holds the port's lease, so a
+    bundled server another run started stays up until the block ends, and the
+    one started here serves on after it for as long as other runs hold the
+    lease, then stops. Raises `LaunchError` as `background` does, unless the
+    port was taken by a server that another run started at the same moment.
+    """
+    lease = Lease(lease_path(port))
+    if AVAILABLE:
+        lease.share(_LEASE_WAIT)  # without it, the run just cannot lengthen a life
+    try:
+        if is_listening(host, port):
+            yield None
+            return
+        with contextlib.ExitStack() as stack:
+            running: Launched | None = None
+            try:
+                running = stack.enter_context(
+                    _launch([kind], port=port, args=(), timeout=timeout, lease=lease)
+                )
+            except LaunchError:
+                if not is_listening(host, port):
+                    raise
+                # Another run won the race to start it: share its server.
+            yield running
+    finally:
+        lease.release()
+
+
+@contextmanager
+def _launch(
+    kinds: Sequence[str],
+    *,
+    port: int,
+    args: Sequence[str],
+    timeout: float,
+    lease: Lease | None,
+) -> Iterator[Launched]:
+    lease = lease if lease is not None and lease.held else None
     for kind in kinds:
         if kind not in SERVER_KINDS:
             raise ValueError(f"unknown server kind {kind!r}")
@@ -196,6 +304,7 @@ def background(
         str(port),
         *args,
         SUPERVISED_FLAG,
+        *([LEASE_OPTION, str(lease.path)] if lease is not None else []),
     ]
     # The child must import this very package (even from an uninstalled
     # checkout), and unbuffered, so the READY line does not sit in a buffer.
@@ -213,16 +322,21 @@ def background(
         env=env,
     )
     readers: list[threading.Thread] = []
+    lines: queue.Queue[str | None] = queue.Queue()
+    leased: Lease | None = None
+    _reap_detached()
     try:
         assert proc.stdout is not None and proc.stderr is not None
         relay = _StderrRelay(proc.stderr)
-        lines: queue.Queue[str | None] = queue.Queue()
         pump = threading.Thread(
             target=_pump_lines, args=(proc.stdout, lines), daemon=True
         )
         pump.start()
         readers += [pump, relay.thread]
         info = _wait_ready(proc, lines, relay, timeout)
+        # Only a child that came up can serve other runs; one that failed is
+        # just stopped, and the caller's lease stays the caller's.
+        leased = lease
         relay.pass_through()
         urls = info["urls"]
         ports = info["ports"]
@@ -237,4 +351,9 @@ def background(
             pid=proc.pid,
         )
     finally:
-        _stop(proc, readers)
+        _stop(proc, readers, lines, leased)
+
+
+def _reap_detached() -> None:
+    # A child that served other runs and has since exited is reaped here.
+    _detached[:] = [proc for proc in _detached if proc.poll() is None]

@@ -147,7 +147,8 @@ class ServerOptions:
     """
     Seconds an idle keep-alive connection may stay open before the server closes
     it. Longer than httpx's 5 s keep-alive expiry so the client, not the server,
-    normally retires a connection and never reuses one being closed.
+    normally retires a connection and never reuses one being closed. Also the
+    time a request head may take from its first byte to its blank line.
     """
     log: bool = False
     """Print one book-style line per request (``BR delay: 2.31s 200``) on stderr."""

@@ -2,15 +2,16 @@
 
 `FlagServer` is a `ThreadingHTTPServer` of one kind (``local``, ``delay`` or
 ``error``) with a listen backlog big enough for a thousand simultaneous
-connections, daemon handler threads (Ctrl-C never waits for a sleeping request)
-and no traceback when a client goes away. Embedding one in a program or a test::
+connections, admission only while descriptors last (`servers.limits`), daemon
+handler threads (Ctrl-C never waits for a sleeping request) and no traceback
+when a client goes away or a request fails. Embedding one in a program or a test::
 
     >>> from servers.options import ServerOptions
     >>> from servers.server import FlagServer, serve_in_thread
     >>> server = FlagServer("delay", ServerOptions(seed=7, max_delay=1), port=0)
     >>> thread = serve_in_thread(server)
     >>> server.base_url
-    'http://127.0.0.1:43211/flags'
+    'http://127.0.0.1:.../flags'
     >>> server.shutdown(); server.server_close()
 
 `open_servers` binds several at once with one-line errors, and
@@ -22,10 +23,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import socket
 import sys
 import threading
+import traceback
 from _thread import start_new_thread
 from collections.abc import Callable, Iterator, Sequence
 from http.server import ThreadingHTTPServer
@@ -34,6 +37,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from servers.handler import FlagRequestHandler
+from servers.limits import CONNECTIONS, AcceptBackoff, Saturated
 from servers.options import SERVER_KINDS, ServerOptions
 from servers.plan import new_seed
 from servers.stats import Stats
@@ -48,6 +52,14 @@ __all__ = [
 
 _QUIET_ERRNOS = {errno.EBADF, errno.ENOTCONN, errno.EPIPE, errno.ECONNRESET}
 _LOG_LOCK = threading.Lock()  # shared by all servers so log lines never interleave
+# The paths whose GETs are counted for the plan's `nth`: every flag and metadata
+# path a client can ask for, found or not. Anything else is planned as a first
+# GET each time, so the counter holds at most 676 * 2 short keys (tens of KB)
+# whatever clients send.
+_COUNTED = re.compile(r"/flags/([a-z]{2})/(?:\1\.gif|metadata\.json)")
+# How long get_request waits for a free connection slot before letting
+# serve_forever check for shutdown again.
+_ADMIT_WAIT = 0.2
 
 
 class ServerStartError(Exception):
@@ -83,6 +95,7 @@ class FlagServer(ThreadingHTTPServer):
         self._log_stream = log_stream
         self._seen: dict[str, int] = {}
         self._seen_lock = threading.Lock()
+        self._backoff = AcceptBackoff()
         family, address = _resolve(options.bind, port)
         self.address_family = family
         super().__init__(address, FlagRequestHandler)
@@ -98,6 +111,28 @@ class FlagServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # Admit a connection only while descriptors are left for it and for
+        # the file it will ask for; until then it waits in the listen backlog.
+        if not CONNECTIONS.admit(_ADMIT_WAIT):
+            raise Saturated(errno.EMFILE, "every connection slot is taken")
+        try:
+            request = super().get_request()
+        except OSError as exc:
+            CONNECTIONS.release()
+            # Out of descriptors the listening socket stays readable: retrying
+            # at once would spin at 100% CPU.
+            self._backoff.failed(exc)
+            raise
+        self._backoff.succeeded()
+        return request
+
+    def close_request(self, request: Any) -> None:
+        try:
+            super().close_request(request)
+        finally:
+            CONNECTIONS.release()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if self.block_on_close or not self.daemon_threads:
@@ -143,7 +178,13 @@ class FlagServer(ThreadingHTTPServer):
         return f"{self.root_url}/flags"
 
     def next_nth(self, path: str) -> int:
-        """Return how many GETs of `path` came before this one, and count it."""
+        """Return how many GETs of `path` came before this one, and count it.
+
+        Only flag and metadata paths (``/flags/xx/xx.gif``,
+        ``/flags/xx/metadata.json``) are counted; for any other path this is 0.
+        """
+        if not _COUNTED.fullmatch(path):
+            return 0
         with self._seen_lock:
             nth = self._seen.get(path, 0)
             self._seen[path] = nth + 1
@@ -163,7 +204,12 @@ class FlagServer(ThreadingHTTPServer):
             return
         if isinstance(exc, OSError) and exc.errno in _QUIET_ERRNOS:
             return
-        super().handle_error(request, client_address)
+        # Anything else is a bug: one line, not a traceback that a client could
+        # make the server print at will; --log shows the whole traceback.
+        line = f"error serving {client_address[0]}: {type(exc).__name__}: {exc}"
+        self.write_log(line)
+        if self.options.log:
+            self.write_log(traceback.format_exc().rstrip())
 
 
 def _resolve(bind: str, port: int) -> tuple[socket.AddressFamily, tuple[Any, ...]]:

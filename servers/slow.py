@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
         f"seed {server.seed} (replay with --seed {server.seed})",
         f"Serving HTTP on {host} port {server.port} ({server.root_url}/) ...",
     ]
-    run([server], supervised=args.supervised, banner=banner)
+    run([server], supervised=args.supervised, banner=banner, lease=args.lease)
     if not args.supervised:
         print("\nKeyboard interrupt received, exiting.")
     return 0

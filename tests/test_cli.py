@@ -185,7 +185,7 @@ def test_json_record_describes_the_run(
 
 
 def test_json_to_stdout_is_pure_json(httpserver: HTTPServer, dest: Path) -> None:
-    separate = CliRunner(mix_stderr=False)  # stdout must hold the JSON alone
+    separate = CliRunner()  # stdout and stderr are kept apart: stdout holds the JSON
     result = separate.invoke(
         app,
         [

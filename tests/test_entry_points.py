@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +111,10 @@ def test_a_reader_that_goes_away_ends_the_run_without_a_traceback(
 ) -> None:
     # `flags2-asyncio -v ... | head -4`: the reader leaves after the initial
     # report, so the first line that fails is a flag's, printed mid-run.
+    reader_gone = threading.Event()
+
     def slow(request: Request) -> Response:
-        time.sleep(0.3)
+        reader_gone.wait(30)  # BR's line comes once nobody reads any more
         return Response(flag_bytes("BR"), content_type="image/gif")
 
     httpserver.expect_request("/flags/br/br.gif").respond_with_handler(slow)
@@ -130,6 +132,7 @@ def test_a_reader_that_goes_away_ends_the_run_without_a_traceback(
         while (line := proc.stdout.readline()) and "will be used." not in line:
             pass
         proc.stdout.close()
+        reader_gone.set()
         stderr = proc.stderr.read()
         returncode = proc.wait(timeout=60)
     assert returncode == 1

@@ -59,10 +59,28 @@ def test_save_writes_the_file_with_ordinary_permissions(dest: Path) -> None:
     assert leftovers(dest) == []
 
 
-def test_save_replaces_an_old_file_whole(dest: Path) -> None:
-    (dest / "BR.gif").write_bytes(b"old")
-    Saver(dest).save(b"GIF89a new", "BR.gif")
-    assert (dest / "BR.gif").read_bytes() == b"GIF89a new"
+def test_save_replaces_an_old_file_whole(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Readers must see the old file or the new one, never a mix: so the name
+    # changes hands in one os.replace, from a temporary already complete.
+    final = dest / "BR.gif"
+    final.write_bytes(b"old")
+    old_inode = final.stat().st_ino
+    moves: list[tuple[bytes, bytes]] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        assert Path(dst) == final and Path(src).parent == dest
+        moves.append((final.read_bytes(), Path(src).read_bytes()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert Saver(dest).save(b"GIF89a new", "BR.gif")
+    assert moves == [(b"old", b"GIF89a new")]  # untouched until the one move
+    assert final.read_bytes() == b"GIF89a new"
+    assert final.stat().st_ino != old_inode  # a new file, not the old rewritten
+    assert leftovers(dest) == []
 
 
 def test_cancelled_saver_writes_nothing(dest: Path) -> None:

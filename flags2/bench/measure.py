@@ -8,10 +8,11 @@ address space it replaces into the child's ``maxrss``, and Python spawns with
 children are spawned and reaped by a tiny helper interpreter (``python -I -S``,
 about 9 MiB), and that helper's footprint is the floor of what is measured::
 
+    >>> devnull = Path(os.devnull)
     >>> with Spawner() as spawner:
-    ...     m = spawner.run(["true"], env={}, stdout=out, stderr=err)
-    >>> m.status, round(m.peak_rss_mib)
-    (0, 9)
+    ...     m = spawner.run(["true"], env={}, stdout=devnull, stderr=devnull)
+    >>> m.status, 5 < m.peak_rss_mib < 15  # about 9 MiB: the helper's own
+    (0, True)
 
 The helper ignores Ctrl-C (the bench decides); the child gets SIGINT as usual.
 """

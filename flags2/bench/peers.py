@@ -3,10 +3,9 @@
 Each peer gets what a flags2 run gets: a fresh folder, the cell's codes in
 the same order, the cell's concurrency (curl's ``--parallel-max``, aria2c's
 ``-j``), no retries. Neither reports per-request times, so its record is a
-stand-in with counts and the wall time as its elapsed::
-
-    >>> command(cell, "http://127.0.0.1:8001/flags", dest, scratch)[:3]
-    ['curl', '--parallel', '--parallel-max']
+stand-in with counts and the wall time as its elapsed. For a curl cell,
+``command(cell, base_url, dest, scratch)`` starts with
+``['curl', '--parallel', '--parallel-max', ...]``.
 """
 
 from __future__ import annotations

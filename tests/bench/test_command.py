@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from flags2.bench import defaults
 from flags2.bench.command import bench as bench_command
 from flags2.cli import app
 from servers.launch import background
+from tests.conftest import colour_pixels
 
 runner = CliRunner()
 
@@ -51,7 +51,11 @@ def delay_run(
     folder = tmp_path_factory.mktemp("bench")
     record, picture = folder / "bench.json", folder / "timeline.png"
     plot = ["--plot", str(picture)] if HAS_MATPLOTLIB else []
-    args = [*CODES, "--modes", "sequential,asyncio", "--seed", "3", *TINY]
+    # Each answer waits at least 0.25 s: time for all five asyncio requests to
+    # reach the server before the first is answered, even on a loaded machine,
+    # so the peak the server counts is the client's concurrency.
+    slow = ["--min-delay", "0.25", "--max-delay", "0.3", "--repeat", "1"]
+    args = [*CODES, "--modes", "sequential,asyncio", "--seed", "3", *slow]
     result = invoke(*args, "--json", str(record), *plot)
     return result, json.loads(record.read_text()), picture
 
@@ -98,7 +102,8 @@ def test_tiny_bench_json_has_every_field(
         assert [f["cc"] for f in run["flags"]] == CODES
     sequential, asyncio = rows
     assert sequential["speedup"] == 1.0
-    assert asyncio["speedup"] > 2  # 5 requests at once vs one after the other
+    assert asyncio["speedup"] > 0  # how much faster is measured, never asserted
+    # Concurrency counted at the server, not inferred from a speed-up.
     assert sequential["peak_in_flight"] == 1
     assert asyncio["peak_in_flight"] == 5  # the server saw all five at once
 
@@ -124,8 +129,13 @@ def test_tiny_bench_json_has_client_and_server_cpu_for_every_run(
 def test_tiny_bench_draws_its_timeline(
     delay_run: tuple[Result, dict[str, Any], Path],
 ) -> None:
+    from flags2.bench.plot import _COLOURS
+
     _, _, picture = delay_run
-    assert picture.read_bytes().startswith(b"\x89PNG") and picture.stat().st_size > 5000
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    # 8 lanes of flags saved and 2 of ZZ not found; a legend swatch is ~400 px.
+    assert colour_pixels(picture, _COLOURS["OK"]) > 8 * 400
+    assert colour_pixels(picture, _COLOURS["NOT_FOUND"]) > 2 * 400
 
 
 def test_error_server_errors_are_the_faults_it_injected(tmp_path: Path) -> None:

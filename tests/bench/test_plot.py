@@ -1,4 +1,4 @@
-"""The timeline picture: written, non-empty, and a clear hint without matplotlib."""
+"""The timeline picture: every lane drawn, and a clear hint without matplotlib."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from flags2.bench.plot import INSTALL_HINT, Panel, PlotUnavailable, check_available
+from tests.conftest import colour_pixels
 
 
 def flag(cc: str, status: str, started: float, finished: float) -> dict[str, Any]:
@@ -29,19 +30,28 @@ CONCURRENT = Panel(
 )  # fmt: skip
 
 
+# A legend swatch is about 400 pixels at this size; a lane is thousands.
+SWATCH = 400
+
+
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
-def test_timeline_is_written_and_not_empty(tmp_path: Path, suffix: str) -> None:
+def test_timeline_draws_every_lane(tmp_path: Path, suffix: str) -> None:
     pytest.importorskip("matplotlib", reason="the plot extra is not installed")
-    from flags2.bench.plot import draw_timeline
+    from flags2.bench.plot import _COLOURS, draw_timeline
 
     path = tmp_path / f"timeline{suffix}"
     draw_timeline([SEQUENTIAL, CONCURRENT], path)
     data = path.read_bytes()
-    assert len(data) > 5000
     if suffix == ".png":
         assert data.startswith(b"\x89PNG")
+        # Each outcome covers far more than its legend swatch: its lanes are drawn.
+        assert colour_pixels(path, _COLOURS["OK"]) > 50 * SWATCH  # 27 lanes
+        assert colour_pixels(path, _COLOURS["NOT_FOUND"]) > 20 * SWATCH  # ZZ, long
+        assert colour_pixels(path, _COLOURS["ERROR"]) > 4 * SWATCH  # AQ alone
     else:
         assert b"<svg" in data[:1000]
+        ok_lanes = 2 + 25
+        assert data.count(_COLOURS["OK"].encode()) >= ok_lanes  # one shape each
 
 
 def test_nothing_to_draw_is_an_error(tmp_path: Path) -> None:

@@ -1,0 +1,208 @@
+"""What a client can make a server spend: descriptors, and time per request head.
+
+Each connection costs a descriptor, and a GET briefly costs one more for the
+file it sends. Under the usual ``ulimit -n 1024`` a thousand connections do not
+fit, and a server that runs out cannot even accept the connection that would
+tell it so: ``accept()`` fails with EMFILE while the listening socket stays
+readable, so a naive loop spins. Three defences live here:
+
+* `raise_descriptor_limit` lifts the soft limit to the hard one at start, and
+  `limit_note` says in the banner when even that leaves room for fewer than
+  `WANTED_CONNECTIONS`;
+* `CONNECTIONS` admits connections only while descriptors are left for the
+  files they ask for (the rest wait in the listen backlog, not refused);
+* `AcceptBackoff` sleeps, growing, after each EMFILE/ENFILE instead of retrying
+  at once.
+
+`HeadReader` gives a request head one deadline from its first byte: a client
+sending a header byte a second (slowloris) is dropped once that runs out, where
+a per-read timeout would keep it forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import socket
+import threading
+import time
+from typing import Any
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows: no descriptor limit to read
+    resource = None  # type: ignore[assignment]
+
+__all__ = [
+    "CONNECTIONS",
+    "RESERVE",
+    "WANTED_CONNECTIONS",
+    "AcceptBackoff",
+    "ConnectionGate",
+    "HeadReader",
+    "Saturated",
+    "connection_capacity",
+    "limit_note",
+    "raise_descriptor_limit",
+]
+
+WANTED_CONNECTIONS = 1000
+"""Connections the servers should hold at once: the clients' maximum ``-m``."""
+
+RESERVE = 64
+"""Descriptors kept back from connections: stdio, listening sockets, pipes, and
+the files that GETs in progress have open."""
+
+_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# macOS reports an unlimited hard limit but refuses a soft limit above this.
+_UNLIMITED_TARGET = 65536
+
+
+def raise_descriptor_limit() -> int:
+    """Lift the soft RLIMIT_NOFILE to the hard limit where allowed; return the soft.
+
+    Only a program's start-up should call this: the limit is process-wide.
+    """
+    if resource is None:  # pragma: no cover - Windows
+        return _UNLIMITED_TARGET
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _UNLIMITED_TARGET if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        # Some systems cap below the hard limit; then keep what we have.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def connection_capacity(soft: int | None = None) -> int:
+    """Connections admitted at once under descriptor limit `soft` (default: now)."""
+    if resource is None:  # pragma: no cover - Windows
+        return 1 << 30
+    if soft is None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(1, soft - RESERVE)
+
+
+def limit_note(soft: int) -> str | None:
+    """A banner line when limit `soft` holds fewer than `WANTED_CONNECTIONS`."""
+    capacity = connection_capacity(soft)
+    if capacity >= WANTED_CONNECTIONS:
+        return None
+    return (
+        f"note: the descriptor limit (ulimit -n) is {soft}, so at most {capacity}"
+        f" connections are served at once, not {WANTED_CONNECTIONS}; more wait"
+        " their turn"
+    )
+
+
+class Saturated(OSError):
+    """No connection slot is free; socketserver ignores an OSError from accept."""
+
+
+class ConnectionGate:
+    """Process-wide count of open connections, capped by `connection_capacity`.
+
+    Process-wide because descriptors are: LOCAL, DELAY and ERROR in one
+    process share one table.
+    """
+
+    def __init__(self) -> None:
+        self._open = 0
+        self._changed = threading.Condition()
+
+    @property
+    def open(self) -> int:
+        """Connections admitted and not yet released."""
+        return self._open
+
+    def admit(self, timeout: float) -> bool:
+        """Take a slot, waiting up to `timeout` seconds for one; True if taken."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            # The limit is re-read each time: a test or a program may change it.
+            while self._open >= connection_capacity():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            self._open += 1
+            return True
+
+    def release(self) -> None:
+        """Give back a slot taken by `admit`."""
+        with self._changed:
+            self._open = max(0, self._open - 1)
+            self._changed.notify()
+
+
+CONNECTIONS = ConnectionGate()
+"""The gate every `servers.server.FlagServer` in this process admits through."""
+
+
+class AcceptBackoff:
+    """Sleep after an accept() that failed for want of descriptors or memory."""
+
+    FIRST = 0.01
+    LONGEST = 0.5
+
+    def __init__(self) -> None:
+        self._next = self.FIRST
+
+    def failed(self, exc: OSError) -> None:
+        """Call with accept()'s error; sleeps (growing) if it means exhaustion."""
+        if exc.errno not in _EXHAUSTED:
+            return
+        # Sleeping holds up serve_forever's shutdown check by at most LONGEST.
+        time.sleep(self._next)
+        self._next = min(self._next * 2, self.LONGEST)
+
+    def succeeded(self) -> None:
+        """Call after a successful accept()."""
+        self._next = self.FIRST
+
+
+class HeadReader(io.RawIOBase):
+    """The raw reader under a handler's ``rfile``: one deadline per request head.
+
+    Between requests a read waits up to `limit` seconds (the keep-alive idle
+    timeout). The first bytes of a head start its clock; every later read of
+    that head gets only what is left of `limit`. `head_done` stops the clock.
+    A read past the deadline raises `TimeoutError`, which the handler already
+    treats as "close this connection".
+    """
+
+    def __init__(self, sock: socket.socket, limit: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._limit = limit
+        self._deadline: float | None = None
+        self._in_head = False
+
+    def readable(self) -> bool:
+        return True
+
+    def next_head(self) -> None:
+        """A new request head is expected: wait `limit` for its first byte."""
+        self._in_head = True
+        self._deadline = None
+        self._sock.settimeout(self._limit)
+
+    def head_done(self) -> None:
+        """The head has been read: back to a plain per-read timeout."""
+        self._in_head = False
+        self._deadline = None
+        self._sock.settimeout(self._limit)
+
+    def readinto(self, buffer: Any) -> int:
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("request head not complete in time")
+            self._sock.settimeout(remaining)
+        count = self._sock.recv_into(buffer)
+        if self._in_head and self._deadline is None and count:
+            self._deadline = time.monotonic() + self._limit
+        return count
