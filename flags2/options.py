@@ -46,7 +46,7 @@ def _rate(text: str) -> RateLimit:
     try:
         return parse_rate(text)
     except ValueError as exc:  # typer would drop the reason and show the value
-        raise click.BadParameter(str(exc)) from None
+        raise typer.BadParameter(str(exc)) from None
 
 
 _SERVER_HELP = (
