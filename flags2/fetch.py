@@ -26,7 +26,6 @@ for the run's ``--rate``, if it has one.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
@@ -116,6 +115,8 @@ async def download_one_async(
             continue
         try:
             if _in_thread(settings):
+                import asyncio  # here: the blocking modes never import asyncio
+
                 outcome = await asyncio.to_thread(step.work)
             else:
                 outcome = step.work()  # blocks the loop, briefly: a local write

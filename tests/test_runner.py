@@ -281,3 +281,25 @@ def test_stale_temporaries_are_removed_when_a_run_starts(
     assert run(mode, ["BR"], settings) == EXIT_OK
     assert sorted(p.name for p in dest.iterdir()) == sorted([*kept, "BR.gif"])
     assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threadpool"])
+def test_the_blocking_modes_never_import_asyncio(
+    mode: str, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    # About 20 ms of start-up that neither blocking mode needs.
+    serve_flags(httpserver, ["BR"])
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from flags2 import runner\n"
+        "from flags2.settings import Settings\n"
+        f"s = Settings(base_url={httpserver.url_for('/flags')!r}, server='CUSTOM',"
+        f" dest=Path({str(tmp_path)!r}))\n"
+        f"code = runner.run({mode!r}, ['BR'], s, serve=False)\n"
+        "print(code, 'asyncio' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split()[-2:] == ["0", "False"]
+    assert (tmp_path / "BR.gif").exists()
