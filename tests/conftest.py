@@ -198,6 +198,7 @@ class KeptAlive:
         self.url = url
         self.requests: list[tuple[int, bytes]] = []  # (connection number, target)
         self.connections = 0
+        self.sent = threading.Semaphore(0)  # released after each step is sent
 
 
 @pytest.fixture
@@ -235,6 +236,7 @@ def kept_alive() -> Iterator[Callable[[Answers], KeptAlive]]:
                         if not data:
                             return
                         conn.sendall(data)
+                        seen.sent.release()
 
         def accept() -> None:
             with contextlib.suppress(OSError):
