@@ -14,23 +14,10 @@ from werkzeug import Request, Response
 
 import flags2
 from flags2.aioclients import AsyncPlainHTTPTransport
-from flags2.clients import (
-    CONNECTIONS_PER_CLIENT,
-    PlainHTTPTransport,
-    lean_transport_fits,
-    split_slots,
-)
+from flags2.clients import PlainHTTPTransport
 from flags2.status import DownloadStatus
 from servers.testing import running
 from tests.conftest import RunFn, Script, flag_bytes
-
-
-@pytest.mark.parametrize("concurrency", [1, 5, 31, 32, 33, 100, 999, 1000])
-def test_slots_add_up_and_no_client_is_too_big(concurrency: int) -> None:
-    sizes = split_slots(concurrency)
-    assert sum(sizes) == concurrency
-    assert max(sizes) <= CONNECTIONS_PER_CLIENT
-    assert max(sizes) - min(sizes) <= 1  # as even as possible
 
 
 class _Rendezvous:
@@ -105,17 +92,6 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(
             return [(await client.get(url)).status_code for _ in range(3)]
 
     assert asyncio.run(three()) == [404] * 3
-
-
-def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    assert lean_transport_fits("http://127.0.0.1:8000/flags")
-    assert not lean_transport_fits("https://www.fluentpython.com/data/flags")
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
-    assert not lean_transport_fits("http://127.0.0.1:8000/flags")
 
 
 def test_header_values_cannot_inject_lines() -> None:
