@@ -128,11 +128,14 @@ def download(
 
     module = runner.load_mode(mode)
     requested = max_req or module.DEFAULT_CONCUR_REQ
+    concurrency = runner.effective_concurrency(
+        requested, module.MAX_CONCUR_REQ, len(cc_list)
+    )
     settings = Settings(
         base_url=base_url,
         server=label,
         dest=dest,
-        concurrency=min(requested, module.MAX_CONCUR_REQ, len(cc_list)),
+        concurrency=concurrency,
         verbose=verbose,
         timeout=timeout,
         retries=retries,

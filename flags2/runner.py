@@ -30,6 +30,7 @@ __all__ = [
     "EXIT_OK",
     "MODES",
     "Mode",
+    "effective_concurrency",
     "load_mode",
     "run",
 ]
@@ -53,6 +54,12 @@ def load_mode(name: str) -> Mode:
     """The module of mode `name`, imported only when asked for."""
     module: ModuleType = importlib.import_module(MODES[name])
     return cast(Mode, module)
+
+
+def effective_concurrency(requested: int, most: int, n_codes: int) -> int:
+    """The connections a run uses: as `requested`, but at most `most` (the mode's
+    MAX_CONCUR_REQ), never more than there are flags, and at least one."""
+    return max(1, min(requested, most, n_codes))
 
 
 def run(

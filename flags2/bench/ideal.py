@@ -35,6 +35,7 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from flags2.urls import flag_url
 from servers.options import ServerOptions
 from servers.plan import Planned, planned
 
@@ -136,8 +137,7 @@ def makespan(costs: Iterable[float], slots: int) -> float:
 
 def flag_path(prefix: str, cc: str) -> str:
     """The request path of `cc`'s flag, as the server plans it: ``/flags/br/br.gif``."""
-    cc = cc.lower()
-    return f"{prefix.rstrip('/')}/{cc}/{cc}.gif"
+    return flag_url(prefix.rstrip("/"), cc)
 
 
 def ideal_run(
