@@ -133,7 +133,7 @@ def download(
     )
     settings = Settings(
         base_url=base_url,
-        server=label,
+        site=label,
         dest=dest,
         concurrency=concurrency,
         verbose=verbose,

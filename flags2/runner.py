@@ -100,7 +100,7 @@ def _host_port(base_url: str) -> tuple[str, int]:
 
 @contextlib.contextmanager
 def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
-    kind = BUNDLED.get(settings.server)
+    kind = BUNDLED.get(settings.site)
     if not serve or kind is None:
         yield
         return
@@ -119,7 +119,7 @@ def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
                 seeded = f" (seed {running.seed})" if kind != "local" else ""
                 print(
                     f"flags2: nothing answered on {host}:{port}, so the bundled "
-                    f"{settings.server} server{seeded} runs for this command;"
+                    f"{settings.site} server{seeded} runs for this command;"
                     " --no-serve turns this off",
                     file=sys.stderr,
                 )
@@ -142,7 +142,7 @@ def _hint_if_down(tracker: Tracker, serve: bool) -> None:
 
 
 def _advice(tracker: Tracker, serve: bool) -> str:
-    kind = BUNDLED.get(tracker.settings.server)
+    kind = BUNDLED.get(tracker.settings.site)
     if tracker.proxy is not None:
         return "is the proxy running?"
     if kind is not None and not serve:

@@ -37,7 +37,7 @@ def test_every_mode_gets_the_same_counts_and_identical_files(
         dest.mkdir()
         settings = Settings(
             base_url=httpserver.url_for("/flags"),
-            server="CUSTOM",
+            site="CUSTOM",
             dest=dest,
             concurrency=min(4, load_mode(mode).MAX_CONCUR_REQ),
         )
@@ -81,7 +81,7 @@ def test_bundled_server_runs_for_the_command_only(
     port = _free_port()
     settings = Settings(
         base_url=f"http://localhost:{port}/flags",
-        server="LOCAL",
+        site="LOCAL",
         dest=dest,
         concurrency=5,
     )
@@ -101,7 +101,7 @@ def test_no_serve_means_errors_and_a_hint(
 ) -> None:
     port = _free_port()
     settings = Settings(
-        base_url=f"http://localhost:{port}/flags", server="DELAY", dest=dest
+        base_url=f"http://localhost:{port}/flags", site="DELAY", dest=dest
     )
     assert run("sequential", ["BR"], settings, serve=False) == EXIT_ERRORS
     captured = capsys.readouterr()
@@ -114,9 +114,7 @@ def test_a_server_already_running_is_used_not_replaced(
     httpserver: HTTPServer, dest: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     serve_flags(httpserver, ["BR"])
-    settings = Settings(
-        base_url=httpserver.url_for("/flags"), server="ERROR", dest=dest
-    )
+    settings = Settings(base_url=httpserver.url_for("/flags"), site="ERROR", dest=dest)
     assert run("threadpool", ["BR"], settings) == EXIT_OK
     assert "bundled" not in capsys.readouterr().err
     assert len(httpserver.log) == 1
@@ -126,7 +124,7 @@ def _settings(mode: str, base_url: str, dest: Path, **options: Any) -> Settings:
     module = load_mode(mode)
     return Settings(
         base_url=base_url,
-        server="CUSTOM",
+        site="CUSTOM",
         dest=dest,
         concurrency=module.DEFAULT_CONCUR_REQ,
         **options,

@@ -49,7 +49,7 @@ _DOWNLOAD = textwrap.dedent(
     from flags2.settings import Settings
     mode, port, dest, concurrency, *codes = sys.argv[1:]
     settings = Settings(
-        base_url=f"http://localhost:{port}/flags", server="DELAY",
+        base_url=f"http://localhost:{port}/flags", site="DELAY",
         dest=Path(dest), concurrency=int(concurrency),
     )
     sys.exit(run(mode, codes, settings))
