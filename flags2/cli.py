@@ -187,7 +187,7 @@ def _sigterm_as_ctrl_c() -> Iterator[list[int]]:
 )
 def serve(ctx: typer.Context) -> None:
     """Run the bundled LOCAL, DELAY and ERROR servers (see: flags2 serve --help)."""
-    from servers.cli import main as serve_main
+    from flags2.servers.cli import main as serve_main
 
     raise typer.Exit(serve_main(list(ctx.args), prog="flags2 serve"))
 

@@ -104,7 +104,7 @@ def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
     if not serve or kind is None:
         yield
         return
-    from servers.launch import LaunchError, shared
+    from flags2.servers.launch import LaunchError, shared
 
     host, port = _host_port(settings.base_url)
     with contextlib.ExitStack() as stack:

@@ -1,4 +1,4 @@
-"""Command line for the bundled servers (``python -m servers`` / ``flags2 serve``).
+"""Command line for the bundled servers (`flags2 serve`, `python -m flags2.servers`).
 
 Starts LOCAL, DELAY and ERROR (or the kinds named) in one process and serves
 until Ctrl-C or SIGTERM::
@@ -32,9 +32,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from servers.lease import Lease
-from servers.limits import limit_note, raise_descriptor_limit
-from servers.options import (
+from .lease import Lease
+from .limits import limit_note, raise_descriptor_limit
+from .options import (
     DEFAULT_PORTS,
     FAULT_KINDS,
     SERVER_KINDS,
@@ -42,8 +42,8 @@ from servers.options import (
     describe_faults,
     parse_faults,
 )
-from servers.plan import new_seed
-from servers.server import (
+from .plan import new_seed
+from .server import (
     FlagServer,
     ServerStartError,
     open_servers,

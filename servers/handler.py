@@ -46,11 +46,11 @@ from http.server import SimpleHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from servers.limits import HeadReader
-from servers.plan import Planned, planned
+from .limits import HeadReader
+from .plan import Planned, planned
 
 if TYPE_CHECKING:
-    from servers.server import FlagServer
+    from .server import FlagServer
 
 __all__ = ["STATS_PATH", "FlagRequestHandler"]
 

@@ -24,7 +24,7 @@ from flags2.settings import Settings
 from flags2.tracker import Tracker
 
 MODES = list(_MODES)
-FLAGS_DIR = Path(str(resources.files("servers") / "data" / "flags"))
+FLAGS_DIR = Path(str(resources.files("flags2.servers") / "data" / "flags"))
 
 
 def flag_bytes(cc: str) -> bytes:

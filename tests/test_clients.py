@@ -15,8 +15,8 @@ from werkzeug import Request, Response
 import flags2
 from flags2.aioclients import AsyncPlainHTTPTransport
 from flags2.clients import PlainHTTPTransport
+from flags2.servers.testing import running
 from flags2.status import DownloadStatus
-from servers.testing import running
 from tests.conftest import RunFn, Script, flag_bytes
 
 

@@ -20,8 +20,8 @@ from pytest_httpserver import HTTPServer
 from flags2 import save
 from flags2.codes import all_country_codes
 from flags2.runner import EXIT_ERRORS, EXIT_OK, load_mode, run
+from flags2.servers.launch import is_listening
 from flags2.settings import Settings
-from servers.launch import is_listening
 from tests.conftest import MODES, Script, flag_bytes, leftovers, serve_flags
 
 
@@ -70,7 +70,7 @@ def _server_processes(port: int) -> list[str]:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"servers" in args and str(port).encode() in args:
+        if b"flags2.servers" in args and str(port).encode() in args:
             found.append(cmdline.parent.name)
     return found
 
@@ -243,12 +243,12 @@ def test_a_server_that_never_answers_stops_the_run_early(
         base_url = f"http://127.0.0.1:{unanswered_port}/flags"
     else:
         base_url = scripted([(30, b"")])  # reads the request, then nothing
-    import servers.launch
+    import flags2.servers.launch
 
     def no_probe(*args: object) -> bool:
         raise AssertionError("the hint must not connect again")
 
-    monkeypatch.setattr(servers.launch, "is_listening", no_probe)
+    monkeypatch.setattr(flags2.servers.launch, "is_listening", no_probe)
     codes = list(all_country_codes())
     settings = _settings(mode, base_url, dest, timeout=0.2)
     assert run(mode, codes, settings) == EXIT_ERRORS

@@ -204,8 +204,8 @@ def bench(
     """
     from flags2.bench import matrix, session
     from flags2.bench.model import BenchSettings
-    from servers.options import ServerOptions, parse_faults
-    from servers.plan import new_seed
+    from flags2.servers.options import ServerOptions, parse_faults
+    from flags2.servers.plan import new_seed
 
     if repeat < 1:
         _usage_error(f"--repeat must be >= 1, not {repeat}")

@@ -8,7 +8,7 @@ codes sorted, as every mode submits them), and the ideal is the makespan of
 that schedule. Sequentially that is the sum of the costs; with ``-m`` at least
 the number of codes it is the longest single request::
 
-    >>> from servers.plan import Planned
+    >>> from flags2.servers.plan import Planned
     >>> costs = [request_cost([Planned(d, None)]).seconds for d in (3, 1, 2, 1)]
     >>> makespan(costs, 1), makespan(costs, 2), makespan(costs, 4)
     (7.0, 4.0, 3.0)
@@ -35,9 +35,9 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from flags2.servers.options import ServerOptions
+from flags2.servers.plan import Planned, planned
 from flags2.urls import flag_url
-from servers.options import ServerOptions
-from servers.plan import Planned, planned
 
 __all__ = [
     "IdealRun",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from flags2.bench.model import PEERS, Cell, CodeSet
 from flags2.codes import POP20_CC, expand_cc_args
 from flags2.runner import MODES, effective_concurrency, load_mode
-from servers.options import SERVER_KINDS
+from flags2.servers.options import SERVER_KINDS
 
 __all__ = [
     "DEFAULT_MODES",
