@@ -17,7 +17,7 @@ from flags2.aioclients import AsyncPlainHTTPTransport
 from flags2.clients import PlainHTTPTransport
 from flags2.servers.testing import running
 from flags2.status import DownloadStatus
-from tests.conftest import RunFn, Script, flag_bytes
+from tests.helpers import RunFn, Script, flag_bytes
 
 
 class _Rendezvous:

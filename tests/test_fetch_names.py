@@ -18,7 +18,7 @@ from flags2.servers.testing import running
 from flags2.settings import Settings
 from flags2.status import DownloadStatus
 from flags2.tracker import Tracker
-from tests.conftest import (
+from tests.helpers import (
     RunFn,
     flag_bytes,
     leftovers,

@@ -6,7 +6,6 @@ import errno
 import io
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from flags2.codes import all_country_codes
 from flags2.runner import EXIT_ERRORS, EXIT_OK, load_mode, run
 from flags2.servers.launch import is_listening
 from flags2.settings import Settings
-from tests.conftest import MODES, Script, flag_bytes, leftovers, serve_flags
+from tests.helpers import MODES, Script, flag_bytes, installed, leftovers, serve_flags
 
 
 def test_every_mode_gets_the_same_counts_and_identical_files(
@@ -196,8 +195,7 @@ def test_a_real_full_filesystem_stops_the_run(
     small = tmp_path / "small"
     _mount_small_tmpfs(small)
     try:
-        flags2 = shutil.which("flags2")
-        assert flags2 is not None
+        flags2 = installed("flags2")
         url = httpserver.url_for("/flags")
         args = [flags2, "download", "-a", "--mode", mode, "-s", url, "-d", str(small)]
         proc = subprocess.run(

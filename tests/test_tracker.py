@@ -6,7 +6,6 @@ import io
 import os
 import pty
 import re
-import shutil
 import struct
 import sys
 import termios
@@ -22,6 +21,7 @@ from werkzeug import Request, Response
 from flags2.settings import Settings
 from flags2.status import DownloadStatus, FlagResult, describe_error
 from flags2.tracker import MIN_GIVE_UP, Tracker
+from tests.helpers import installed
 
 
 def test_interrupt_cancels_every_flag_without_a_result(dest: Path) -> None:
@@ -264,8 +264,7 @@ def test_ctrl_c_on_a_terminal_leaves_one_clean_bar_line(
         return Response(status=404)
 
     httpserver.expect_request(re.compile("/flags/.*")).respond_with_handler(slow)
-    flags2 = shutil.which("flags2")
-    assert flags2 is not None
+    flags2 = installed("flags2")
     args = [flags2, "download", "-e", "-m", "5", "--timeout", "30",
             "-s", httpserver.url_for("/flags"), "-d", str(dest)]  # fmt: skip
     pid, master = pty.fork()

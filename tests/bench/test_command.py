@@ -16,7 +16,7 @@ from flags2.bench import defaults
 from flags2.bench.command import bench as bench_command
 from flags2.cli import app
 from flags2.servers.launch import background
-from tests.conftest import colour_pixels
+from tests.helpers import colour_pixels
 
 runner = CliRunner()
 
