@@ -18,7 +18,7 @@ from pytest_httpserver import HTTPServer
 
 from flags2 import save
 from flags2.codes import all_country_codes
-from flags2.runner import EXIT_ERRORS, EXIT_OK, load_mode, run
+from flags2.runner import EXIT_ERRORS, EXIT_OK, effective_concurrency, load_mode, run
 from flags2.servers.launch import is_listening
 from flags2.settings import Settings
 from tests.helpers import MODES, Script, flag_bytes, installed, leftovers, serve_flags
@@ -277,3 +277,13 @@ def test_stale_temporaries_are_removed_when_a_run_starts(
     assert run(mode, ["BR"], settings) == EXIT_OK
     assert sorted(p.name for p in dest.iterdir()) == sorted([*kept, "BR.gif"])
     assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
+
+
+@pytest.mark.parametrize(
+    ("requested", "most", "n_codes", "expected"),
+    [(30, 1000, 676, 30), (5000, 1000, 676, 676), (50, 1, 20, 1), (5, 1000, 2, 2)],
+)
+def test_effective_concurrency_is_capped_by_the_mode_and_the_flags(
+    requested: int, most: int, n_codes: int, expected: int
+) -> None:
+    assert effective_concurrency(requested, most, n_codes) == expected
