@@ -109,7 +109,7 @@ def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
     host, port = _host_port(settings.base_url)
     with contextlib.ExitStack() as stack:
         # A server already listening is used as it is; one started here serves
-        # on after this run while another run still uses it (servers.lease).
+        # on after this run while another run still uses it (flags2.servers.lease).
         try:
             running = stack.enter_context(shared(kind, host=host, port=port))
         except LaunchError as exc:  # every flag will then say why it failed

@@ -66,15 +66,15 @@ __all__ = [
 ]
 
 SUPERVISED_FLAG = "--supervised"
-"""Hidden option used by `servers.launch`: report readiness as one JSON line on
+"""Hidden option used by `flags2.servers.launch`: report readiness as one JSON line on
 stdout, ignore Ctrl-C (the parent decides) and exit when stdin reaches EOF."""
 
 READY_PREFIX = "READY "
 """Prefix of the supervised readiness line; JSON with seed, urls and ports follows."""
 
 LEASE_OPTION = "--lease"
-"""Hidden option used by `servers.launch.shared`: once stdin reaches EOF, serve
-on until no run holds the `servers.lease` file given (see that module)."""
+"""Hidden option used by `flags2.servers.launch.shared`: once stdin reaches EOF, serve
+on until no run holds the `flags2.servers.lease` file given (see that module)."""
 
 STOPPING_LINE = "STOPPING"
 """What a supervised child says on stdout when stdin's EOF stops it."""
@@ -159,7 +159,7 @@ def _faults(text: str) -> tuple[tuple[str, float], ...]:
 
 
 def add_option_arguments(parser: argparse.ArgumentParser, *, error_rate: float) -> None:
-    """Add the options shared with `servers.slow` (everything but ports and kinds)."""
+    """Add the options shared with `slow` (everything but ports and kinds)."""
     # Only the scalar defaults are read; "." just satisfies the directory check.
     defaults = ServerOptions(directory=Path("."))
     parser.add_argument(

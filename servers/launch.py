@@ -13,7 +13,7 @@ child sees EOF on its stdin and exits by itself. ``flags2 bench`` uses it::
 
 `shared` is what ``flags2 download`` uses: it joins the server already
 listening on a port, or starts one that stays up as long as any run that uses
-it, the one that started it or another (`servers.lease`)::
+it, the one that started it or another (`flags2.servers.lease`)::
 
     with shared("delay", port=8001) as started:
         ...  # download from port 8001; `started` is None if it was running

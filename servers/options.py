@@ -2,7 +2,7 @@
 
 The three servers differ only by *kind* (``local``, ``delay``, ``error``); all the
 knobs live in one immutable value that the command lines build, the handler reads
-and the benchmark can pass to `servers.plan.planned` to replay a run::
+and the benchmark can pass to `flags2.servers.plan.planned` to replay a run::
 
     >>> from flags2.servers.options import ServerOptions, parse_faults
     >>> opts = ServerOptions(seed=7, max_delay=2, faults=parse_faults("teapot:3,reset"))

@@ -49,7 +49,7 @@ def new_seed() -> int:
 
 def _uniforms(seed: int, path: str, nth: int) -> tuple[float, float, float]:
     # The kind is deliberately not hashed: DELAY and ERROR then wait the same
-    # delays, and `servers.slow` matches `servers.cli` whatever its error rate.
+    # delays, and `slow` matches `cli` whatever its error rate.
     key = f"{seed}\0{path}\0{nth}".encode("utf-8", "surrogateescape")
     digest = hashlib.blake2b(key, digest_size=24, person=_PERSON).digest()
     chunks = (digest[i : i + 8] for i in range(0, 24, 8))

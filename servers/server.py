@@ -2,7 +2,7 @@
 
 `FlagServer` is a `ThreadingHTTPServer` of one kind (``local``, ``delay`` or
 ``error``) with a listen backlog big enough for a thousand simultaneous
-connections, admission only while descriptors last (`servers.limits`), daemon
+connections, admission only while descriptors last (`flags2.servers.limits`), daemon
 handler threads (Ctrl-C never waits for a sleeping request) and no traceback
 when a client goes away or a request fails. Embedding one in a program or a test::
 

@@ -1,7 +1,7 @@
 """The ideal elapsed time of a run, computed from the servers' seeded plan.
 
 A bundled DELAY or ERROR server started with a seed decides every request's
-delay and fault in advance (:func:`servers.plan.planned`), so the best time any
+delay and fault in advance (:func:`flags2.servers.plan.planned`), so the best time any
 client could achieve is known before the run: each request holds one of the
 ``-m`` slots for its planned cost, the slots are taken in submission order (the
 codes sorted, as every mode submits them), and the ideal is the makespan of
