@@ -19,22 +19,14 @@ import asyncio
 from collections.abc import Sequence
 
 from flags2.aioclients import AsyncClientPool
-from flags2.fetch import download_one_async as fetch_one
+from flags2.fetch import download_one_async as download_one
 from flags2.settings import Settings
-from flags2.status import FlagResult
 from flags2.tracker import Tracker
 
 __all__ = ["DEFAULT_CONCUR_REQ", "MAX_CONCUR_REQ", "download_many"]
 
 DEFAULT_CONCUR_REQ = 5
 MAX_CONCUR_REQ = 1000
-
-
-async def download_one(
-    pool: AsyncClientPool, cc: str, settings: Settings, tracker: Tracker
-) -> FlagResult:
-    async with pool.lease() as client:  # the lease is the book's semaphore
-        return await fetch_one(client, cc, settings, tracker.saver, tracker.pace)
 
 
 async def supervisor(

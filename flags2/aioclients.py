@@ -1,8 +1,9 @@
 """The asyncio twins of :mod:`flags2.clients`: a lean transport and the pool of leases.
 
-A module of its own so that the blocking modes never import asyncio (about
-20 ms of start-up). The framing is shared with the blocking transport
-(:mod:`flags2.http11`), and so is the plan of the run's clients.
+A module of its own so that the blocking modes never import asyncio (a cost
+at start-up). The framing is shared with the blocking transport
+(:mod:`flags2.http11`), and so is the plan of the run's clients
+(:mod:`flags2.clientplan`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from flags2.clients import ClientPlan, lean_request
+from flags2.clientplan import ClientPlan, lean_request
 from flags2.http11 import Answer, Stale, request_head, request_timeouts
 from flags2.settings import Settings
 

@@ -128,11 +128,14 @@ def download(
 
     module = runner.load_mode(mode)
     requested = max_req or module.DEFAULT_CONCUR_REQ
+    concurrency = runner.effective_concurrency(
+        requested, module.MAX_CONCUR_REQ, len(cc_list)
+    )
     settings = Settings(
         base_url=base_url,
-        server=label,
+        site=label,
         dest=dest,
-        concurrency=min(requested, module.MAX_CONCUR_REQ, len(cc_list)),
+        concurrency=concurrency,
         verbose=verbose,
         timeout=timeout,
         retries=retries,
@@ -184,7 +187,7 @@ def _sigterm_as_ctrl_c() -> Iterator[list[int]]:
 )
 def serve(ctx: typer.Context) -> None:
     """Run the bundled LOCAL, DELAY and ERROR servers (see: flags2 serve --help)."""
-    from servers.cli import main as serve_main
+    from flags2.servers.cli import main as serve_main
 
     raise typer.Exit(serve_main(list(ctx.args), prog="flags2 serve"))
 

@@ -35,14 +35,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
-from urllib.request import getproxies
 
 import httpx2 as httpx
 
-from flags2 import __version__
+from flags2.clientplan import ClientPlan, lean_request
 from flags2.http11 import (
     RECV_SIZE,
     Answer,
@@ -53,47 +50,7 @@ from flags2.http11 import (
 )
 from flags2.settings import Settings
 
-__all__ = [
-    "CONNECTIONS_PER_CLIENT",
-    "USER_AGENT",
-    "ClientPlan",
-    "ClientPool",
-    "PlainHTTPTransport",
-    "lean_request",
-    "lean_transport_fits",
-    "split_slots",
-]
-
-CONNECTIONS_PER_CLIENT = 32
-USER_AGENT = f"flags2/{__version__}"  # a polite client says who it is
-
-
-def split_slots(
-    concurrency: int, per_client: int = CONNECTIONS_PER_CLIENT
-) -> list[int]:
-    """Pool sizes, as even as possible, that add up to `concurrency`."""
-    n_clients = max(1, -(-concurrency // per_client))
-    size, extra = divmod(concurrency, n_clients)
-    return [size + (i < extra) for i in range(n_clients)]
-
-
-def lean_transport_fits(base_url: str) -> bool:
-    """True when the run can use the lean plain-http transport."""
-    if not base_url.lower().startswith("http:"):
-        return False
-    # httpx honours HTTP_PROXY and friends; the lean transport does not.
-    proxies = getproxies()
-    return "http" not in proxies and "all" not in proxies
-
-
-def lean_request(request: httpx.Request) -> bool:
-    """True for what the lean transports carry: a plain-http GET with no body."""
-    return (
-        request.url.scheme == "http"
-        and request.method == "GET"
-        and "Content-Length" not in request.headers
-        and "Transfer-Encoding" not in request.headers
-    )
+__all__ = ["ClientPool", "PlainHTTPTransport"]
 
 
 # -- the lean transport ---------------------------------------------------------
@@ -273,50 +230,6 @@ class _Deadline:
 
 
 # -- the pools of leases -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClientPlan:
-    """How a run's clients verify TLS, how big their pools are, whether they go lean.
-
-    The lean transport has no pool to scan, so one client holds every slot, and
-    it hands https (a redirect, say) to httpx's own transport, created only
-    then: ``verify=True`` loads the CA store (~35 ms) only if it is needed.
-    Without it, the run's clients share one context, loaded once.
-    """
-
-    verify: ssl.SSLContext | bool
-    sizes: list[int]
-    lean: bool
-    timeout: httpx.Timeout
-
-    @classmethod
-    def for_run(cls, settings: Settings) -> ClientPlan:
-        # Leases guarantee a free slot, so a wait for one would be a bug: no limit.
-        timeout = httpx.Timeout(settings.timeout, pool=None)
-        if lean_transport_fits(settings.base_url):
-            return cls(True, [settings.concurrency], True, timeout)
-        verify = httpx.create_ssl_context()
-        return cls(verify, split_slots(settings.concurrency), False, timeout)
-
-    def lean_options(self) -> dict[str, Any]:
-        """A lean transport's arguments: what its https fallback is built with."""
-        return {"verify": self.verify, "limits": _limits(self.sizes[0])}
-
-    def client_options(self, size: int, transport: Any) -> dict[str, Any]:
-        """One client's arguments, the same for a blocking and an async client."""
-        return {
-            "verify": self.verify,
-            "limits": _limits(size),
-            "timeout": self.timeout,
-            "follow_redirects": True,
-            "transport": transport,
-            "headers": {"User-Agent": USER_AGENT},
-        }
-
-
-def _limits(size: int) -> httpx.Limits:
-    return httpx.Limits(max_connections=size, max_keepalive_connections=size)
 
 
 class ClientPool:

@@ -4,7 +4,9 @@ What one flag takes is written once, in :func:`_plan`: a generator that
 yields each step it needs (a request, or work on the disk) and gets its
 outcome back. The blocking and the async ``download_one`` only carry the steps
 out, one with ``await``: the same few lines, so the three modes cannot differ
-in what they do with an answer.
+in what they do with an answer. Each leases its client from the run's pool,
+so a mode module only says how the calls are spread (a loop, a thread pool,
+tasks).
 
 With ``--names`` (the book's flags3) a flag takes two requests, its
 ``metadata.json`` and then its GIF, and is saved under the country's name; with
@@ -48,6 +50,10 @@ from flags2.urls import metadata_url
 if TYPE_CHECKING:
     import tenacity
 
+    from flags2.aioclients import AsyncClientPool
+    from flags2.clients import ClientPool
+    from flags2.tracker import Tracker
+
 __all__ = [
     "RETRY_STATUSES",
     "BadMetadata",
@@ -68,6 +74,25 @@ class BadMetadata(FlagProblem):
 
 
 def download_one(
+    pool: ClientPool, cc: str, settings: Settings, tracker: Tracker
+) -> FlagResult:
+    """Download, check and save `cc`'s flag on a client leased from `pool`.
+
+    The lease never waits: a pool has one per concurrent request.
+    """
+    with pool.lease() as client:
+        return _download(client, cc, settings, tracker.saver, tracker.pace)
+
+
+async def download_one_async(
+    pool: AsyncClientPool, cc: str, settings: Settings, tracker: Tracker
+) -> FlagResult:
+    """The coroutine twin of :func:`download_one`; the lease is the book's semaphore."""
+    async with pool.lease() as client:
+        return await _download_async(client, cc, settings, tracker.saver, tracker.pace)
+
+
+def _download(
     client: httpx.Client,
     cc: str,
     settings: Settings,
@@ -93,7 +118,7 @@ def download_one(
             failure = exc
 
 
-async def download_one_async(
+async def _download_async(
     client: httpx.AsyncClient,
     cc: str,
     settings: Settings,

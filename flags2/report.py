@@ -27,7 +27,7 @@ def initial_report(cc_list: Sequence[str], settings: Settings) -> None:
         cc_msg = ", ".join(cc_list)
     else:
         cc_msg = f"from {cc_list[0]} to {cc_list[-1]}"
-    print(f"{settings.server} site: {redact(settings.base_url)}")
+    print(f"{settings.site} site: {redact(settings.base_url)}")
     plural = "s" if len(cc_list) != 1 else ""
     print(f"Searching for {len(cc_list)} flag{plural}: {cc_msg}")
     if settings.concurrency == 1:
@@ -59,7 +59,7 @@ def run_record(tracker: Tracker, mode: str) -> dict[str, Any]:
     settings, t0 = tracker.settings, tracker.t0
     return {
         "mode": mode,
-        "server": settings.server,
+        "server": settings.site,
         "base_url": redact(settings.base_url),
         "concurrency": settings.concurrency,
         "elapsed": round(tracker.elapsed, 6),

@@ -30,6 +30,7 @@ __all__ = [
     "EXIT_OK",
     "MODES",
     "Mode",
+    "effective_concurrency",
     "load_mode",
     "run",
 ]
@@ -53,6 +54,12 @@ def load_mode(name: str) -> Mode:
     """The module of mode `name`, imported only when asked for."""
     module: ModuleType = importlib.import_module(MODES[name])
     return cast(Mode, module)
+
+
+def effective_concurrency(requested: int, most: int, n_codes: int) -> int:
+    """The connections a run uses: as `requested`, but at most `most` (the mode's
+    MAX_CONCUR_REQ), never more than there are flags, and at least one."""
+    return max(1, min(requested, most, n_codes))
 
 
 def run(
@@ -93,16 +100,16 @@ def _host_port(base_url: str) -> tuple[str, int]:
 
 @contextlib.contextmanager
 def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
-    kind = BUNDLED.get(settings.server)
+    kind = BUNDLED.get(settings.site)
     if not serve or kind is None:
         yield
         return
-    from servers.launch import LaunchError, shared
+    from flags2.servers.launch import LaunchError, shared
 
     host, port = _host_port(settings.base_url)
     with contextlib.ExitStack() as stack:
         # A server already listening is used as it is; one started here serves
-        # on after this run while another run still uses it (servers.lease).
+        # on after this run while another run still uses it (flags2.servers.lease).
         try:
             running = stack.enter_context(shared(kind, host=host, port=port))
         except LaunchError as exc:  # every flag will then say why it failed
@@ -112,7 +119,7 @@ def _bundled_server(settings: Settings, serve: bool) -> Iterator[None]:
                 seeded = f" (seed {running.seed})" if kind != "local" else ""
                 print(
                     f"flags2: nothing answered on {host}:{port}, so the bundled "
-                    f"{settings.server} server{seeded} runs for this command;"
+                    f"{settings.site} server{seeded} runs for this command;"
                     " --no-serve turns this off",
                     file=sys.stderr,
                 )
@@ -135,7 +142,7 @@ def _hint_if_down(tracker: Tracker, serve: bool) -> None:
 
 
 def _advice(tracker: Tracker, serve: bool) -> str:
-    kind = BUNDLED.get(tracker.settings.server)
+    kind = BUNDLED.get(tracker.settings.site)
     if tracker.proxy is not None:
         return "is the proxy running?"
     if kind is not None and not serve:

@@ -25,7 +25,6 @@ MAX_CONCUR_REQ = 1
 
 
 def download_many(cc_list: Sequence[str], settings: Settings, tracker: Tracker) -> None:
-    with ClientPool(settings) as pool, tracker.running(), pool.lease() as client:
+    with ClientPool(settings) as pool, tracker.running():
         for cc in cc_list:
-            result = download_one(client, cc, settings, tracker.saver, tracker.pace)
-            tracker.record(result)
+            tracker.record(download_one(pool, cc, settings, tracker))

@@ -53,8 +53,9 @@ class Settings:
     base_url: str
     """Flags are fetched from ``{base_url}/{cc}/{cc}.gif``; only ``cc`` is lowered."""
 
-    server: str = DEFAULT_SERVER
-    """The label shown in the reports: LOCAL, DELAY, ERROR, REMOTE, or CUSTOM."""
+    site: str = DEFAULT_SERVER
+    """The `-s` label shown in the reports ("LOCAL site: ..."): LOCAL, DELAY, ERROR,
+    REMOTE, or CUSTOM. (The `--json` record keeps the key ``server``.)"""
 
     dest: Path = DEFAULT_DEST
     """Folder the flags are saved into, as ``XX.gif`` (or as country names)."""

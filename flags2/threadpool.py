@@ -16,22 +16,15 @@ from collections.abc import Sequence
 from concurrent import futures
 
 from flags2.clients import ClientPool
-from flags2.fetch import download_one as fetch_one
+from flags2.fetch import download_one
 from flags2.settings import Settings
-from flags2.status import FlagResult
-from flags2.tracker import Tracker, thread_pool
+from flags2.threads import thread_pool
+from flags2.tracker import Tracker
 
 __all__ = ["DEFAULT_CONCUR_REQ", "MAX_CONCUR_REQ", "download_many"]
 
 DEFAULT_CONCUR_REQ = 30
 MAX_CONCUR_REQ = 1000
-
-
-def download_one(
-    pool: ClientPool, cc: str, settings: Settings, tracker: Tracker
-) -> FlagResult:
-    with pool.lease() as client:  # never waits: one lease per worker thread
-        return fetch_one(client, cc, settings, tracker.saver, tracker.pace)
 
 
 def download_many(cc_list: Sequence[str], settings: Settings, tracker: Tracker) -> None:

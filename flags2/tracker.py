@@ -20,7 +20,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent import futures
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,7 +29,7 @@ from flags2.settings import Settings
 from flags2.status import DownloadStatus, FlagResult, describe_error, no_answer
 from flags2.urls import redact, run_proxy
 
-__all__ = ["MIN_GIVE_UP", "Tracker", "thread_pool"]
+__all__ = ["MIN_GIVE_UP", "Tracker"]
 
 # Requests in a row without an answer before a run gives up on its server;
 # never fewer than the concurrency, so one whole wave of requests has failed.
@@ -151,22 +150,6 @@ class Tracker:
 
     def ordered_results(self) -> list[FlagResult]:
         return [self.results[cc] for cc in self.cc_list if cc in self.results]
-
-
-@contextmanager
-def thread_pool(max_workers: int) -> Iterator[futures.ThreadPoolExecutor]:
-    """A ThreadPoolExecutor that, on Ctrl-C, drops queued work and does not wait.
-
-    ``with ThreadPoolExecutor()`` would wait for every download in flight,
-    up to the timeout, before Ctrl-C could take effect.
-    """
-    executor = futures.ThreadPoolExecutor(max_workers=max_workers)
-    try:
-        yield executor
-    except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
-        raise
-    executor.shutdown(wait=True)
 
 
 def _progress_bar(total: int, verbose: bool) -> Any:

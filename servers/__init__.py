@@ -3,7 +3,9 @@
 Three `http.server`-based servers that serve the 194 bundled flags at
 ``/flags/xx/xx.gif``: LOCAL answers at once, DELAY waits a seeded random delay,
 ERROR adds injected faults. Start them with ``flags2 serve`` or
-``python -m servers``; embed them with `servers.launch.background`::
+``python -m flags2.servers`` (``python -m servers`` from a checkout: this folder
+is installed as the package ``flags2.servers``); embed them with
+`flags2.servers.launch.background`::
 
     $ python -m servers delay --seed 7 --max-delay 2
     seed 7 (replay with --seed 7); Ctrl-C stops the servers
@@ -15,8 +17,8 @@ Modules: `options` (settings), `plan` (the seeded plan), `stats` (``/_stats``),
 `lease` (a bundled server shared by runs), `slow` (the book's script).
 """
 
-from servers.options import FAULT_KINDS, SERVER_KINDS, ServerOptions, parse_faults
-from servers.plan import Planned, planned
+from .options import FAULT_KINDS, SERVER_KINDS, ServerOptions, parse_faults
+from .plan import Planned, planned
 
 __all__ = [
     "FAULT_KINDS",

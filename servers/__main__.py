@@ -1,11 +1,13 @@
-"""``python -m servers``: start the bundled LOCAL, DELAY and ERROR servers.
+"""``python -m flags2.servers``: start the bundled LOCAL, DELAY and ERROR servers.
 
-$ python -m servers --help
+From a checkout ``python -m servers`` runs the same.
+
+$ python -m flags2.servers --help
 """
 
-from servers.cli import main
+from .cli import main
 
 __all__: list[str] = []
 
 if __name__ == "__main__":
-    raise SystemExit(main(prog="python -m servers"))
+    raise SystemExit(main(prog=f"python -m {__package__}"))

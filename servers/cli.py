@@ -1,4 +1,4 @@
-"""Command line for the bundled servers (``python -m servers`` / ``flags2 serve``).
+"""Command line for the bundled servers (`flags2 serve`, `python -m flags2.servers`).
 
 Starts LOCAL, DELAY and ERROR (or the kinds named) in one process and serves
 until Ctrl-C or SIGTERM::
@@ -32,9 +32,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from servers.lease import Lease
-from servers.limits import limit_note, raise_descriptor_limit
-from servers.options import (
+from .lease import Lease
+from .limits import limit_note, raise_descriptor_limit
+from .options import (
     DEFAULT_PORTS,
     FAULT_KINDS,
     SERVER_KINDS,
@@ -42,8 +42,8 @@ from servers.options import (
     describe_faults,
     parse_faults,
 )
-from servers.plan import new_seed
-from servers.server import (
+from .plan import new_seed
+from .server import (
     FlagServer,
     ServerStartError,
     open_servers,
@@ -66,15 +66,15 @@ __all__ = [
 ]
 
 SUPERVISED_FLAG = "--supervised"
-"""Hidden option used by `servers.launch`: report readiness as one JSON line on
+"""Hidden option used by `flags2.servers.launch`: report readiness as one JSON line on
 stdout, ignore Ctrl-C (the parent decides) and exit when stdin reaches EOF."""
 
 READY_PREFIX = "READY "
 """Prefix of the supervised readiness line; JSON with seed, urls and ports follows."""
 
 LEASE_OPTION = "--lease"
-"""Hidden option used by `servers.launch.shared`: once stdin reaches EOF, serve
-on until no run holds the `servers.lease` file given (see that module)."""
+"""Hidden option used by `flags2.servers.launch.shared`: once stdin reaches EOF, serve
+on until no run holds the `flags2.servers.lease` file given (see that module)."""
 
 STOPPING_LINE = "STOPPING"
 """What a supervised child says on stdout when stdin's EOF stops it."""
@@ -159,7 +159,7 @@ def _faults(text: str) -> tuple[tuple[str, float], ...]:
 
 
 def add_option_arguments(parser: argparse.ArgumentParser, *, error_rate: float) -> None:
-    """Add the options shared with `servers.slow` (everything but ports and kinds)."""
+    """Add the options shared with `slow` (everything but ports and kinds)."""
     # Only the scalar defaults are read; "." just satisfies the directory check.
     defaults = ServerOptions(directory=Path("."))
     parser.add_argument(

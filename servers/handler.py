@@ -4,7 +4,7 @@
 tests: HTTP/1.1 keep-alive with an exact ``Content-Length`` on every response
 (errors included), only GET and HEAD, no way out of the served folder, and no
 traceback when a client hangs up. Each GET (404s and listings too, as in the
-book) first waits the delay `servers.plan.planned` gives for it; on ERROR some
+book) first waits the delay `flags2.servers.plan.planned` gives for it; on ERROR some
 GETs then get a fault instead of their answer:
 
 =============  ===========================================================
@@ -23,7 +23,7 @@ HEAD is never delayed nor faulted, so a client can probe a server cheaply.
 Nothing a client sends raises out of a request: a target whose %-escapes do not
 decode as UTF-8 (``/%ff``, overlong ``%c0%ae``) is a ``400`` on a connection
 that stays open, a head must arrive whole within the idle timeout of its first
-byte (`servers.limits.HeadReader`), and a bug left anyway is a ``500`` and one
+byte (`flags2.servers.limits.HeadReader`), and a bug left anyway is a ``500`` and one
 line on stderr, never a traceback.
 """
 
@@ -46,11 +46,11 @@ from http.server import SimpleHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from servers.limits import HeadReader
-from servers.plan import Planned, planned
+from .limits import HeadReader
+from .plan import Planned, planned
 
 if TYPE_CHECKING:
-    from servers.server import FlagServer
+    from .server import FlagServer
 
 __all__ = ["STATS_PATH", "FlagRequestHandler"]
 
@@ -99,10 +99,10 @@ def _label(path: str) -> str:
 
 
 class FlagRequestHandler(SimpleHTTPRequestHandler):
-    """Handle one connection for a `servers.server.FlagServer`.
+    """Handle one connection for a `flags2.servers.server.FlagServer`.
 
     The server is reached through ``self.server``; everything configurable comes
-    from its frozen `servers.options.ServerOptions`.
+    from its frozen `flags2.servers.options.ServerOptions`.
     """
 
     server: FlagServer

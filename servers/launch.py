@@ -5,7 +5,7 @@ its GIL. `background` gives a private server, always stopped when the block
 ends (normally, by an exception or by Ctrl-C); if the parent dies anyway, the
 child sees EOF on its stdin and exits by itself. ``flags2 bench`` uses it::
 
-    from servers.launch import background
+    from .launch import background
 
     with background(["delay"], port=0, args=["--seed", "7"]) as running:
         print(running.urls["delay"], running.seed)  # http://127.0.0.1:43211/flags 7
@@ -13,7 +13,7 @@ child sees EOF on its stdin and exits by itself. ``flags2 bench`` uses it::
 
 `shared` is what ``flags2 download`` uses: it joins the server already
 listening on a port, or starts one that stays up as long as any run that uses
-it, the one that started it or another (`servers.lease`)::
+it, the one that started it or another (`flags2.servers.lease`)::
 
     with shared("delay", port=8001) as started:
         ...  # download from port 8001; `started` is None if it was running
@@ -37,15 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from servers.cli import (
+from .cli import (
     DETACHED_LINE,
     LEASE_OPTION,
     READY_PREFIX,
     STOPPING_LINE,
     SUPERVISED_FLAG,
 )
-from servers.lease import AVAILABLE, Lease, lease_path
-from servers.options import SERVER_KINDS
+from .lease import AVAILABLE, Lease, lease_path
+from .options import SERVER_KINDS
 
 __all__ = ["LaunchError", "Launched", "background", "is_listening", "shared"]
 
@@ -233,7 +233,7 @@ def background(
     args: Sequence[str] = (),
     timeout: float = 15.0,
 ) -> Iterator[Launched]:
-    """Start ``python -m servers KINDS --port PORT ARGS`` and yield when it listens.
+    """Start ``python -m flags2.servers KINDS --port PORT ARGS``; yield when it listens.
 
     `port` 0 gives each server its own free port; another value is the first of
     consecutive ports (LOCAL, DELAY, ERROR order). `args` are more command-line
@@ -296,9 +296,9 @@ def _launch(
             raise ValueError(f"unknown server kind {kind!r}")
     command = [
         sys.executable,
-        "-P",  # no cwd on sys.path: a local folder named `servers` cannot shadow us
+        "-P",  # no cwd on sys.path: a local folder of the same name cannot shadow us
         "-m",
-        "servers",
+        __package__,  # flags2.servers; servers when run from a checkout's folder
         *kinds,
         "--port",
         str(port),
@@ -308,7 +308,9 @@ def _launch(
     ]
     # The child must import this very package (even from an uninstalled
     # checkout), and unbuffered, so the READY line does not sit in a buffer.
-    package_root = str(Path(__file__).resolve().parent.parent)
+    # Not resolved: in a checkout flags2/servers is a link to servers/.
+    here = Path(os.path.abspath(__file__))
+    package_root = str(here.parents[__package__.count(".") + 1])
     python_path = os.pathsep.join(
         filter(None, [package_root, os.environ.get("PYTHONPATH")])
     )

@@ -139,7 +139,7 @@ class ConnectionGate:
 
 
 CONNECTIONS = ConnectionGate()
-"""The gate every `servers.server.FlagServer` in this process admits through."""
+"""The gate every `flags2.servers.server.FlagServer` in this process admits through."""
 
 
 class AcceptBackoff:

@@ -2,9 +2,9 @@
 
 The three servers differ only by *kind* (``local``, ``delay``, ``error``); all the
 knobs live in one immutable value that the command lines build, the handler reads
-and the benchmark can pass to `servers.plan.planned` to replay a run::
+and the benchmark can pass to `flags2.servers.plan.planned` to replay a run::
 
-    >>> from servers.options import ServerOptions, parse_faults
+    >>> from flags2.servers.options import ServerOptions, parse_faults
     >>> opts = ServerOptions(seed=7, max_delay=2, faults=parse_faults("teapot:3,reset"))
     >>> opts.faults
     (('teapot', 3.0), ('reset', 1.0))
@@ -55,7 +55,7 @@ def data_dir() -> Path:
     """Return the folder shipped inside the package that holds ``flags/xx/``."""
     # Resolved from the installed package, never the cwd, so the servers work
     # from any folder after `pip install .`.
-    return Path(str(resources.files("servers").joinpath("data")))
+    return Path(str(resources.files(__package__).joinpath("data")))
 
 
 def parse_faults(spec: str) -> Faults:

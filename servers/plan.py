@@ -4,8 +4,8 @@ A pure function of (seed, server kind, path, how many times that path was asked
 for before), so a run replays exactly, whatever order requests arrive in, and a
 benchmark can compute in-process what the server will do::
 
-    >>> from servers.options import ServerOptions
-    >>> from servers.plan import planned
+    >>> from flags2.servers.options import ServerOptions
+    >>> from flags2.servers.plan import planned
     >>> opts = ServerOptions(seed=7, error_rate=0.5)
     >>> [planned(7, "error", "/flags/br/br.gif", nth, opts) for nth in range(3)]
     [Planned(delay=3.39029117612049, fault=None),
@@ -23,7 +23,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from servers.options import SERVER_KINDS, ServerOptions
+from .options import SERVER_KINDS, ServerOptions
 
 __all__ = ["Planned", "new_seed", "planned"]
 
@@ -49,7 +49,7 @@ def new_seed() -> int:
 
 def _uniforms(seed: int, path: str, nth: int) -> tuple[float, float, float]:
     # The kind is deliberately not hashed: DELAY and ERROR then wait the same
-    # delays, and `servers.slow` matches `servers.cli` whatever its error rate.
+    # delays, and `slow` matches `cli` whatever its error rate.
     key = f"{seed}\0{path}\0{nth}".encode("utf-8", "surrogateescape")
     digest = hashlib.blake2b(key, digest_size=24, person=_PERSON).digest()
     chunks = (digest[i : i + 8] for i in range(0, 24, 8))

@@ -2,12 +2,12 @@
 
 `FlagServer` is a `ThreadingHTTPServer` of one kind (``local``, ``delay`` or
 ``error``) with a listen backlog big enough for a thousand simultaneous
-connections, admission only while descriptors last (`servers.limits`), daemon
+connections, admission only while descriptors last (`flags2.servers.limits`), daemon
 handler threads (Ctrl-C never waits for a sleeping request) and no traceback
 when a client goes away or a request fails. Embedding one in a program or a test::
 
-    >>> from servers.options import ServerOptions
-    >>> from servers.server import FlagServer, serve_in_thread
+    >>> from flags2.servers.options import ServerOptions
+    >>> from flags2.servers.server import FlagServer, serve_in_thread
     >>> server = FlagServer("delay", ServerOptions(seed=7, max_delay=1), port=0)
     >>> thread = serve_in_thread(server)
     >>> server.base_url
@@ -36,11 +36,11 @@ from socketserver import TCPServer
 from types import FrameType
 from typing import Any, TextIO
 
-from servers.handler import FlagRequestHandler
-from servers.limits import CONNECTIONS, AcceptBackoff, Saturated
-from servers.options import SERVER_KINDS, ServerOptions
-from servers.plan import new_seed
-from servers.stats import Stats
+from .handler import FlagRequestHandler
+from .limits import CONNECTIONS, AcceptBackoff, Saturated
+from .options import SERVER_KINDS, ServerOptions
+from .plan import new_seed
+from .stats import Stats
 
 __all__ = [
     "FlagServer",

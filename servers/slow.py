@@ -5,7 +5,8 @@ instructions still work, but it serves the bundled flags from any folder, binds
 127.0.0.1 unless told otherwise, and its delays and faults follow the same seeded
 plan as ``python -m servers`` (``flags2 serve``) for the same seed::
 
-    $ python -m servers.slow                     # DELAY on port 8001
+    $ python -m servers.slow                     # DELAY on port 8001, from a checkout
+    $ python -m flags2.servers.slow              # the same, installed
     $ python -m servers.slow 8002 --error-rate .25 --seed 7   # ERROR on 8002
     seed 7 (replay with --seed 7)
     Serving HTTP on 127.0.0.1 port 8002 (http://127.0.0.1:8002/) ...
@@ -25,9 +26,9 @@ import argparse
 import sys
 from dataclasses import replace
 
-from servers.cli import add_log_arguments, add_option_arguments, options_from_args, run
-from servers.plan import new_seed
-from servers.server import ServerStartError, open_servers
+from .cli import add_log_arguments, add_option_arguments, options_from_args, run
+from .plan import new_seed
+from .server import ServerStartError, open_servers
 
 __all__ = ["build_parser", "main"]
 
@@ -85,4 +86,4 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(prog="python -m servers.slow"))
+    raise SystemExit(main(prog=f"python -m {__package__}.slow"))

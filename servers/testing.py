@@ -3,7 +3,7 @@
 `running` starts a server on a free loopback port inside the current process,
 the quickest way to test a client against LOCAL, DELAY or ERROR::
 
-    from servers.testing import running
+    from .testing import running
 
     with running("error", error_rate=1.0, max_delay=0.01) as server:
         httpx.get(server.base_url + "/br/br.gif").status_code  # 418
@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from servers.options import ServerOptions
-from servers.server import FlagServer, serve_in_thread
+from .options import ServerOptions
+from .server import FlagServer, serve_in_thread
 
 __all__ = ["RawResponse", "ServerFactory", "raw_request", "read_response", "running"]
 

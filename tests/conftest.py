@@ -1,5 +1,7 @@
 """Shared fixtures: real servers on loopback, and settings pointing at them.
 
+The plain functions and types the tests share are in :mod:`tests.helpers`.
+
 pytest-httpserver is made threaded (concurrent modes need a server that
 answers concurrently) and answers unmatched paths with 404, as a static
 server would, instead of its default 500.
@@ -8,28 +10,18 @@ server would, instead of its default 500.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 
 from flags2.runner import load_mode
-from flags2.settings import MODES as _MODES
 from flags2.settings import Settings
 from flags2.tracker import Tracker
-
-MODES = list(_MODES)
-FLAGS_DIR = Path(str(resources.files("servers") / "data" / "flags"))
-
-
-def flag_bytes(cc: str) -> bytes:
-    cc = cc.lower()
-    return (FLAGS_DIR / cc / f"{cc}.gif").read_bytes()
+from tests.helpers import MODES, Answers, KeptAlive, RunFn, Script
 
 
 @pytest.fixture(scope="session")
@@ -55,37 +47,6 @@ def base_url(httpserver: HTTPServer) -> str:
     return httpserver.url_for("/flags")
 
 
-def serve_flags(httpserver: HTTPServer, codes: list[str]) -> None:
-    """Serve the real GIFs of `codes`; every other path answers 404."""
-    for cc in codes:
-        httpserver.expect_request(
-            f"/flags/{cc.lower()}/{cc.lower()}.gif"
-        ).respond_with_data(flag_bytes(cc), content_type="image/gif")
-
-
-def serve_metadata(httpserver: HTTPServer, countries: dict[str, bytes | str]) -> None:
-    """Serve each code's ``metadata.json``: a country name, or raw bytes."""
-    for cc, country in countries.items():
-        body = (
-            country
-            if isinstance(country, bytes)
-            else json.dumps({"iso_cc": cc.upper(), "country": country}).encode()
-        )
-        httpserver.expect_request(
-            f"/flags/{cc.lower()}/metadata.json"
-        ).respond_with_data(body, content_type="application/json")
-
-
-def real_metadata(cc: str) -> bytes:
-    cc = cc.lower()
-    return (FLAGS_DIR / cc / "metadata.json").read_bytes()
-
-
-def requested(httpserver: HTTPServer) -> list[str]:
-    """The paths the server was asked for, in order."""
-    return [request.path for request, _ in httpserver.log]
-
-
 @pytest.fixture
 def dest(tmp_path: Path) -> Path:
     folder = tmp_path / "downloaded"
@@ -96,9 +57,6 @@ def dest(tmp_path: Path) -> Path:
 @pytest.fixture(params=MODES)
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-RunFn = Callable[..., Tracker]
 
 
 @pytest.fixture
@@ -128,15 +86,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def leftovers(folder: Path) -> list[str]:
-    """Files in `folder` that are not a finished flag (temporaries, say)."""
-    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".gif"))
-
-
-Script = Callable[[list[tuple[float, bytes]]], str]
-"""Starts a scripted server from its (pause, bytes) steps; returns its base URL."""
 
 
 @pytest.fixture
@@ -186,19 +135,6 @@ def raw_server(scripted: Script) -> Callable[[bytes], str]:
     Call it with the bytes; it returns the base URL.
     """
     return lambda answer: scripted([(0, answer)])
-
-
-Answers = list[list[tuple[float, bytes]]]
-
-
-class KeptAlive:
-    """What a keep-alive scripted server saw: its base URL and connections."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.requests: list[tuple[int, bytes]] = []  # (connection number, target)
-        self.connections = 0
-        self.sent = threading.Semaphore(0)  # released after each step is sent
 
 
 @pytest.fixture
@@ -257,13 +193,3 @@ def kept_alive() -> Iterator[Callable[[Answers], KeptAlive]]:
     for listener in listeners:
         listener.shutdown(socket.SHUT_RDWR)
         listener.close()
-
-
-def colour_pixels(png: Path, colour: str) -> int:
-    """How many pixels of the picture `png` have `colour` (``#rrggbb``)."""
-    import numpy as np
-    from matplotlib.image import imread
-
-    rgb = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
-    image = imread(png)[..., :3]
-    return int(np.all(np.abs(image - rgb) < 0.02, axis=-1).sum())

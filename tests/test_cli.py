@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from flags2 import __version__
 from flags2.cli import app, mode_app
 from flags2.codes import all_country_codes
-from tests.conftest import MODES, flag_bytes, serve_flags
+from tests.helpers import MODES, flag_bytes, serve_flags
 
 runner = CliRunner()
 

@@ -14,23 +14,11 @@ from werkzeug import Request, Response
 
 import flags2
 from flags2.aioclients import AsyncPlainHTTPTransport
-from flags2.clients import (
-    CONNECTIONS_PER_CLIENT,
-    PlainHTTPTransport,
-    lean_transport_fits,
-    split_slots,
-)
+from flags2.clientplan import lean_transport_fits
+from flags2.clients import PlainHTTPTransport
+from flags2.servers.testing import running
 from flags2.status import DownloadStatus
-from servers.testing import running
-from tests.conftest import Answers, KeptAlive, RunFn, Script, flag_bytes
-
-
-@pytest.mark.parametrize("concurrency", [1, 5, 31, 32, 33, 100, 999, 1000])
-def test_slots_add_up_and_no_client_is_too_big(concurrency: int) -> None:
-    sizes = split_slots(concurrency)
-    assert sum(sizes) == concurrency
-    assert max(sizes) <= CONNECTIONS_PER_CLIENT
-    assert max(sizes) - min(sizes) <= 1  # as even as possible
+from tests.helpers import Answers, KeptAlive, RunFn, Script, flag_bytes
 
 
 class _Rendezvous:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,15 +15,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from flags2 import __version__
-from tests.conftest import flag_bytes, serve_flags
+from tests.helpers import flag_bytes, installed, serve_flags
 
 SCRIPTS = ["flags2-sequential", "flags2-threadpool", "flags2-asyncio"]
-
-
-def _installed(command: str) -> str:
-    executable = shutil.which(command)
-    assert executable is not None, f"{command} is not installed"
-    return executable
 
 
 def _block_buffered() -> dict[str, str]:
@@ -46,7 +39,7 @@ def test_installed_commands_download(
     command: list[str], connections: str, httpserver: HTTPServer, dest: Path
 ) -> None:
     serve_flags(httpserver, ["BR"])
-    executable = _installed(command[0])
+    executable = installed(command[0])
     proc = subprocess.run(
         [
             executable,
@@ -70,7 +63,7 @@ def test_installed_commands_download(
 
 
 def test_usage_error_from_a_real_process_is_exit_2_without_traceback() -> None:
-    executable = _installed("flags2-asyncio")
+    executable = installed("flags2-asyncio")
     proc = subprocess.run(
         [executable, "-m", "0"], capture_output=True, text=True, timeout=60
     )
@@ -87,7 +80,7 @@ def test_a_failed_flag_exits_1_after_the_whole_report_reaches_the_pipe(
     # and every line of the report must survive that.
     serve_flags(httpserver, ["BR"])
     httpserver.expect_request("/flags/cn/cn.gif").respond_with_data("no", status=500)
-    executable = _installed(script)
+    executable = installed(script)
     base = httpserver.url_for("/flags")
     env = _block_buffered()
     proc = subprocess.run(
@@ -118,7 +111,7 @@ def test_a_reader_that_goes_away_ends_the_run_without_a_traceback(
         return Response(flag_bytes("BR"), content_type="image/gif")
 
     httpserver.expect_request("/flags/br/br.gif").respond_with_handler(slow)
-    executable = _installed(script)
+    executable = installed(script)
     base = httpserver.url_for("/flags")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each line is written at once
     with subprocess.Popen(
@@ -146,7 +139,7 @@ def test_output_that_cannot_be_written_is_not_a_success(
 ) -> None:
     # --json - leaves the record in stdout's buffer until the very end.
     serve_flags(httpserver, ["BR"])
-    executable = _installed("flags2-sequential")
+    executable = installed("flags2-sequential")
     env = _block_buffered()
     base = httpserver.url_for("/flags")
     with open("/dev/full", "w") as full:
@@ -164,7 +157,7 @@ def test_output_that_cannot_be_written_is_not_a_success(
 
 
 def test_closed_standard_streams_keep_the_exit_status() -> None:
-    executable = _installed("flags2-asyncio")
+    executable = installed("flags2-asyncio")
 
     def run(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
         script = f'"$0" "$@" {redirect}'  # the shell closes the stream first
@@ -195,7 +188,7 @@ def test_closed_standard_streams_keep_the_exit_status() -> None:
 @pytest.mark.parametrize("option", ["-h", "--help"])
 def test_help_on_every_installed_command(command: list[str], option: str) -> None:
     proc = subprocess.run(
-        [_installed(command[0]), *command[1:], option],
+        [installed(command[0]), *command[1:], option],
         capture_output=True,
         text=True,
         timeout=60,
@@ -210,7 +203,7 @@ def test_help_on_every_installed_command(command: list[str], option: str) -> Non
 )
 def test_version(command: list[str]) -> None:
     proc = subprocess.run(
-        [_installed(command[0]), *command[1:], "--version"],
+        [installed(command[0]), *command[1:], "--version"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -243,7 +236,7 @@ def test_odd_stdio_still_downloads_every_flag(
     codes = ["BR", "CN", "IN", "US"]
     serve_flags(httpserver, codes)
     base = httpserver.url_for("/flags")
-    args = [_installed(script), *codes, "ZZ", "-v", "-s", base, "-d", str(dest)]
+    args = [installed(script), *codes, "ZZ", "-v", "-s", base, "-d", str(dest)]
     if "2>" in redirect:
         proc = _shell(redirect, *args, stdout=subprocess.PIPE)
         errors = ""
@@ -261,7 +254,7 @@ def test_a_failing_run_keeps_its_status_when_output_is_lost(
     httpserver: HTTPServer, dest: Path
 ) -> None:
     httpserver.expect_request("/flags/cn/cn.gif").respond_with_data("no", status=500)
-    proc = _shell(">/dev/full", _installed("flags2-asyncio"), "CN", "-s",
+    proc = _shell(">/dev/full", installed("flags2-asyncio"), "CN", "-s",
                   httpserver.url_for("/flags"), "-d", str(dest),
                   stderr=subprocess.PIPE)  # fmt: skip
     assert proc.returncode == 1
@@ -275,7 +268,7 @@ def test_closed_stdout_gives_no_descriptor_to_the_files_of_the_run(
     # takes its place, so nothing written to stdout can land in the record.
     serve_flags(httpserver, ["BR"])
     record = tmp_path / "run.json"
-    proc = _shell(">&-", _installed("flags2-sequential"), "BR", "-v", "--json",
+    proc = _shell(">&-", installed("flags2-sequential"), "BR", "-v", "--json",
                   str(record), "-s", httpserver.url_for("/flags"), "-d", str(dest),
                   stderr=subprocess.PIPE)  # fmt: skip
     assert proc.returncode == 0, proc.stderr

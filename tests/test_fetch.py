@@ -11,7 +11,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from flags2.status import DownloadStatus
-from tests.conftest import RunFn, flag_bytes, leftovers, serve_flags
+from tests.helpers import RunFn, flag_bytes, leftovers, serve_flags
 
 
 def test_ok_saves_the_exact_bytes(

@@ -14,11 +14,11 @@ from flags2.cli import app
 from flags2.codes import all_country_codes
 from flags2.runner import load_mode
 from flags2.save import Saver
+from flags2.servers.testing import running
 from flags2.settings import Settings
 from flags2.status import DownloadStatus
 from flags2.tracker import Tracker
-from servers.testing import running
-from tests.conftest import (
+from tests.helpers import (
     RunFn,
     flag_bytes,
     leftovers,
@@ -214,7 +214,7 @@ def test_every_code_with_names_finds_the_books_194_flags(
 
 
 def test_the_error_servers_faults_reach_metadata_too(tmp_path: Path) -> None:
-    from servers.options import parse_faults
+    from flags2.servers.options import parse_faults
 
     with running("error", error_rate=1.0, faults=parse_faults("html")) as server:
         settings = Settings(

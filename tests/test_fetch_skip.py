@@ -9,7 +9,7 @@ from pytest_httpserver import HTTPServer
 
 from flags2.report import run_record
 from flags2.status import DownloadStatus
-from tests.conftest import RunFn, flag_bytes, leftovers, requested, serve_flags
+from tests.helpers import RunFn, flag_bytes, leftovers, requested, serve_flags
 
 OLD = 1_000_000_000_000_000_000  # an mtime in 2001, in ns: no run could set it
 

@@ -16,7 +16,7 @@ import pytest
 
 from flags2.http11 import MAX_BODY, MAX_HEAD, Answer
 from flags2.status import DownloadStatus
-from tests.conftest import Answers, KeptAlive, RunFn, Script, flag_bytes
+from tests.helpers import Answers, KeptAlive, RunFn, Script, flag_bytes
 
 GIF = flag_bytes("BR")
 OTHER = flag_bytes("CN")

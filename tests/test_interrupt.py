@@ -27,7 +27,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tests.conftest import MODES, flag_bytes, leftovers
+from tests.helpers import MODES, flag_bytes, leftovers
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,7 +10,14 @@ from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
 from flags2.cli import app, mode_app
-from tests.conftest import MODES, flag_bytes, real_metadata, serve_flags, serve_metadata
+from tests.helpers import (
+    MODES,
+    flag_bytes,
+    installed,
+    real_metadata,
+    serve_flags,
+    serve_metadata,
+)
 
 runner = CliRunner()
 
@@ -67,8 +73,7 @@ def test_the_installed_scripts_take_the_new_options(
 ) -> None:
     serve_flags(httpserver, ["BR"])
     serve_metadata(httpserver, {"BR": real_metadata("BR")})
-    executable = shutil.which(script)
-    assert executable is not None, f"{script} is not installed"
+    executable = installed(script)
     args = [executable, "BR", "--names", "--skip-existing", "--rate", "10/s",
             "-s", httpserver.url_for("/flags"), "-d", str(dest)]  # fmt: skip
     first = subprocess.run(args, capture_output=True, text=True, timeout=30)

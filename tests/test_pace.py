@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +17,11 @@ from werkzeug import Request, Response
 from flags2.codes import all_country_codes
 from flags2.pace import RateLimit, parse_rate
 from flags2.status import DownloadStatus
-from tests.conftest import (
+from tests.helpers import (
     MODES,
     RunFn,
     flag_bytes,
+    installed,
     leftovers,
     real_metadata,
     serve_flags,
@@ -145,8 +145,7 @@ def test_ctrl_c_while_waiting_on_the_rate_stops_promptly(
     mode: str, httpserver: HTTPServer, dest: Path
 ) -> None:
     seen = arrivals(httpserver)
-    flags2 = shutil.which("flags2")
-    assert flags2 is not None, "the flags2 entry point is not installed"
+    flags2 = installed("flags2")
     args = [flags2, "download", "-a", "-l", "5", "--mode", mode, "--rate", "1/m",
             "-s", httpserver.url_for("/flags"), "-d", str(dest)]  # fmt: skip
     proc = subprocess.Popen(

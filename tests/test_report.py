@@ -11,7 +11,7 @@ from flags2.tracker import Tracker
 
 
 def test_initial_report_lists_few_codes(capsys: pytest.CaptureFixture[str]) -> None:
-    initial_report(["BR", "CN"], Settings(base_url="http://h/flags", server="LOCAL"))
+    initial_report(["BR", "CN"], Settings(base_url="http://h/flags", site="LOCAL"))
     assert capsys.readouterr().out.splitlines() == [
         "LOCAL site: http://h/flags",
         "Searching for 2 flags: BR, CN",

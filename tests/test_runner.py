@@ -6,7 +6,6 @@ import errno
 import io
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,10 +18,10 @@ from pytest_httpserver import HTTPServer
 
 from flags2 import save
 from flags2.codes import all_country_codes
-from flags2.runner import EXIT_ERRORS, EXIT_OK, load_mode, run
+from flags2.runner import EXIT_ERRORS, EXIT_OK, effective_concurrency, load_mode, run
+from flags2.servers.launch import is_listening
 from flags2.settings import Settings
-from servers.launch import is_listening
-from tests.conftest import MODES, Script, flag_bytes, leftovers, serve_flags
+from tests.helpers import MODES, Script, flag_bytes, installed, leftovers, serve_flags
 
 
 def test_every_mode_gets_the_same_counts_and_identical_files(
@@ -37,7 +36,7 @@ def test_every_mode_gets_the_same_counts_and_identical_files(
         dest.mkdir()
         settings = Settings(
             base_url=httpserver.url_for("/flags"),
-            server="CUSTOM",
+            site="CUSTOM",
             dest=dest,
             concurrency=min(4, load_mode(mode).MAX_CONCUR_REQ),
         )
@@ -70,7 +69,7 @@ def _server_processes(port: int) -> list[str]:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"servers" in args and str(port).encode() in args:
+        if b"flags2.servers" in args and str(port).encode() in args:
             found.append(cmdline.parent.name)
     return found
 
@@ -81,7 +80,7 @@ def test_bundled_server_runs_for_the_command_only(
     port = _free_port()
     settings = Settings(
         base_url=f"http://localhost:{port}/flags",
-        server="LOCAL",
+        site="LOCAL",
         dest=dest,
         concurrency=5,
     )
@@ -101,7 +100,7 @@ def test_no_serve_means_errors_and_a_hint(
 ) -> None:
     port = _free_port()
     settings = Settings(
-        base_url=f"http://localhost:{port}/flags", server="DELAY", dest=dest
+        base_url=f"http://localhost:{port}/flags", site="DELAY", dest=dest
     )
     assert run("sequential", ["BR"], settings, serve=False) == EXIT_ERRORS
     captured = capsys.readouterr()
@@ -114,9 +113,7 @@ def test_a_server_already_running_is_used_not_replaced(
     httpserver: HTTPServer, dest: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     serve_flags(httpserver, ["BR"])
-    settings = Settings(
-        base_url=httpserver.url_for("/flags"), server="ERROR", dest=dest
-    )
+    settings = Settings(base_url=httpserver.url_for("/flags"), site="ERROR", dest=dest)
     assert run("threadpool", ["BR"], settings) == EXIT_OK
     assert "bundled" not in capsys.readouterr().err
     assert len(httpserver.log) == 1
@@ -126,7 +123,7 @@ def _settings(mode: str, base_url: str, dest: Path, **options: Any) -> Settings:
     module = load_mode(mode)
     return Settings(
         base_url=base_url,
-        server="CUSTOM",
+        site="CUSTOM",
         dest=dest,
         concurrency=module.DEFAULT_CONCUR_REQ,
         **options,
@@ -198,8 +195,7 @@ def test_a_real_full_filesystem_stops_the_run(
     small = tmp_path / "small"
     _mount_small_tmpfs(small)
     try:
-        flags2 = shutil.which("flags2")
-        assert flags2 is not None
+        flags2 = installed("flags2")
         url = httpserver.url_for("/flags")
         args = [flags2, "download", "-a", "--mode", mode, "-s", url, "-d", str(small)]
         proc = subprocess.run(
@@ -245,12 +241,12 @@ def test_a_server_that_never_answers_stops_the_run_early(
         base_url = f"http://127.0.0.1:{unanswered_port}/flags"
     else:
         base_url = scripted([(30, b"")])  # reads the request, then nothing
-    import servers.launch
+    import flags2.servers.launch
 
     def no_probe(*args: object) -> bool:
         raise AssertionError("the hint must not connect again")
 
-    monkeypatch.setattr(servers.launch, "is_listening", no_probe)
+    monkeypatch.setattr(flags2.servers.launch, "is_listening", no_probe)
     codes = list(all_country_codes())
     settings = _settings(mode, base_url, dest, timeout=0.2)
     assert run(mode, codes, settings) == EXIT_ERRORS
@@ -293,7 +289,7 @@ def test_the_blocking_modes_never_import_asyncio(
         "import sys; from pathlib import Path\n"
         "from flags2 import runner\n"
         "from flags2.settings import Settings\n"
-        f"s = Settings(base_url={httpserver.url_for('/flags')!r}, server='CUSTOM',"
+        f"s = Settings(base_url={httpserver.url_for('/flags')!r}, site='CUSTOM',"
         f" dest=Path({str(tmp_path)!r}))\n"
         f"code = runner.run({mode!r}, ['BR'], s, serve=False)\n"
         "print(code, 'asyncio' in sys.modules)\n"
@@ -303,3 +299,13 @@ def test_the_blocking_modes_never_import_asyncio(
     )
     assert out.stdout.split()[-2:] == ["0", "False"]
     assert (tmp_path / "BR.gif").exists()
+
+
+@pytest.mark.parametrize(
+    ("requested", "most", "n_codes", "expected"),
+    [(30, 1000, 676, 30), (5000, 1000, 676, 676), (50, 1, 20, 1), (5, 1000, 2, 2)],
+)
+def test_effective_concurrency_is_capped_by_the_mode_and_the_flags(
+    requested: int, most: int, n_codes: int, expected: int
+) -> None:
+    assert effective_concurrency(requested, most, n_codes) == expected

@@ -21,7 +21,7 @@ from flags2.save import (
     check_flag,
     country_file_name,
 )
-from tests.conftest import flag_bytes, leftovers
+from tests.helpers import flag_bytes, leftovers
 
 
 def test_check_accepts_a_complete_gif() -> None:

@@ -6,13 +6,11 @@ import io
 import os
 import pty
 import re
-import shutil
 import struct
 import sys
 import termios
 import threading
 import time
-from concurrent import futures
 from pathlib import Path
 
 import httpx2 as httpx
@@ -22,7 +20,8 @@ from werkzeug import Request, Response
 
 from flags2.settings import Settings
 from flags2.status import DownloadStatus, FlagResult, describe_error
-from flags2.tracker import MIN_GIVE_UP, Tracker, thread_pool
+from flags2.tracker import MIN_GIVE_UP, Tracker
+from tests.helpers import installed
 
 
 def test_interrupt_cancels_every_flag_without_a_result(dest: Path) -> None:
@@ -49,34 +48,6 @@ def test_verbose_prints_the_books_lines(
             FlagResult("ZZ", DownloadStatus.NOT_FOUND, url="http://x/zz/zz.gif")
         )
     assert capsys.readouterr().out == "ZZ not found: http://x/zz/zz.gif\n"
-
-
-@pytest.mark.timeout(30)
-def test_thread_pool_does_not_wait_for_work_in_flight_on_ctrl_c() -> None:
-    release = threading.Event()
-    both_running = threading.Barrier(3)  # the two workers and this thread
-    ran: list[int] = []
-
-    def stuck(n: int) -> None:
-        ran.append(n)
-        if n < 2:
-            both_running.wait(10)
-            release.wait(10)
-
-    try:
-        with pytest.raises(KeyboardInterrupt), thread_pool(2) as executor:
-            submitted = [executor.submit(stuck, n) for n in range(5)]
-            both_running.wait(10)  # 0 and 1 hold both workers; 2, 3, 4 queued
-            raise KeyboardInterrupt
-        in_flight, queued = submitted[:2], submitted[2:]
-        # Back here while both workers still wait for `release`: not waited for.
-        assert not any(f.done() for f in in_flight)
-        assert all(f.cancelled() for f in queued)
-    finally:
-        release.set()
-    futures.wait(in_flight, timeout=10)
-    executor.shutdown(wait=True)  # every worker is idle: nothing left to run
-    assert sorted(ran) == [0, 1]  # the queued work was cancelled, never run
 
 
 class _Terminal(io.StringIO):
@@ -293,8 +264,7 @@ def test_ctrl_c_on_a_terminal_leaves_one_clean_bar_line(
         return Response(status=404)
 
     httpserver.expect_request(re.compile("/flags/.*")).respond_with_handler(slow)
-    flags2 = shutil.which("flags2")
-    assert flags2 is not None
+    flags2 = installed("flags2")
     args = [flags2, "download", "-e", "-m", "5", "--timeout", "30",
             "-s", httpserver.url_for("/flags"), "-d", str(dest)]  # fmt: skip
     pid, master = pty.fork()

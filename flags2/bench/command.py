@@ -17,7 +17,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from flags2.bench.defaults import DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY, DEFAULT_REPEAT
-from flags2.settings import DEFAULT_TIMEOUT
+from flags2.settings import DEFAULT_TIMEOUT, MODES
 from flags2.urls import BadURL, check_base_url, redact
 
 __all__ = ["bench"]
@@ -65,7 +65,7 @@ ModesOpt = Annotated[
     typer.Option(
         "--modes",
         metavar="LIST",
-        help="Comma list of modes (default sequential,threadpool,asyncio);"
+        help=f"Comma list of modes (default {','.join(MODES)});"
         " curl and aria2c too, with --url.",
         show_default=False,
     ),
@@ -204,8 +204,8 @@ def bench(
     """
     from flags2.bench import matrix, session
     from flags2.bench.model import BenchSettings
-    from servers.options import ServerOptions, parse_faults
-    from servers.plan import new_seed
+    from flags2.servers.options import ServerOptions, parse_faults
+    from flags2.servers.plan import new_seed
 
     if repeat < 1:
         _usage_error(f"--repeat must be >= 1, not {repeat}")

@@ -1,14 +1,14 @@
 """The ideal elapsed time of a run, computed from the servers' seeded plan.
 
 A bundled DELAY or ERROR server started with a seed decides every request's
-delay and fault in advance (:func:`servers.plan.planned`), so the best time any
+delay and fault in advance (:func:`flags2.servers.plan.planned`), so the best time any
 client could achieve is known before the run: each request holds one of the
 ``-m`` slots for its planned cost, the slots are taken in submission order (the
 codes sorted, as every mode submits them), and the ideal is the makespan of
 that schedule. Sequentially that is the sum of the costs; with ``-m`` at least
 the number of codes it is the longest single request::
 
-    >>> from servers.plan import Planned
+    >>> from flags2.servers.plan import Planned
     >>> costs = [request_cost([Planned(d, None)]).seconds for d in (3, 1, 2, 1)]
     >>> makespan(costs, 1), makespan(costs, 2), makespan(costs, 4)
     (7.0, 4.0, 3.0)
@@ -35,8 +35,9 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from servers.options import ServerOptions
-from servers.plan import Planned, planned
+from flags2.servers.options import ServerOptions
+from flags2.servers.plan import Planned, planned
+from flags2.urls import flag_url
 
 __all__ = [
     "IdealRun",
@@ -136,8 +137,7 @@ def makespan(costs: Iterable[float], slots: int) -> float:
 
 def flag_path(prefix: str, cc: str) -> str:
     """The request path of `cc`'s flag, as the server plans it: ``/flags/br/br.gif``."""
-    cc = cc.lower()
-    return f"{prefix.rstrip('/')}/{cc}/{cc}.gif"
+    return flag_url(prefix.rstrip("/"), cc)
 
 
 def ideal_run(

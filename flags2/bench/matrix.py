@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from flags2.bench.model import PEERS, Cell, CodeSet
 from flags2.codes import POP20_CC, expand_cc_args
-from flags2.runner import MODES, load_mode
-from servers.options import SERVER_KINDS
+from flags2.runner import MODES, effective_concurrency, load_mode
+from flags2.servers.options import SERVER_KINDS
 
 __all__ = [
     "DEFAULT_MODES",
@@ -121,14 +121,20 @@ def make_cell(mode: str, server: str, max_req: int | None, codes: CodeSet) -> Ce
     """One cell, its -m defaulted and capped as the mode itself would."""
     if mode in PEERS:
         requested = max_req or _PEER_DEFAULT_M
-        cap = PEER_MAX_PARALLEL[mode]
+        most = PEER_MAX_PARALLEL[mode]
     else:
         module = load_mode(mode)
         requested = max_req or module.DEFAULT_CONCUR_REQ
-        cap = module.MAX_CONCUR_REQ
-        if cap == 1:
+        most = module.MAX_CONCUR_REQ
+        if most == 1:
             requested = 1  # sequential: every -m is the same run
-    concurrency = max(1, min(requested, cap, len(codes.codes)))
+    concurrency = effective_concurrency(requested, most, len(codes.codes))
+    return Cell(mode, server, requested, codes, concurrency)
+    module = load_mode(mode)
+    requested = max_req or module.DEFAULT_CONCUR_REQ
+    if module.MAX_CONCUR_REQ == 1:
+        requested = 1  # sequential: every -m is the same run
+    concurrency = effective_concurrency(module, requested, len(codes.codes))
     return Cell(mode, server, requested, codes, concurrency)
 
 

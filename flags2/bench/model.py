@@ -17,8 +17,8 @@ from typing import Any
 from flags2.bench.defaults import DEFAULT_REPEAT
 from flags2.bench.ideal import IdealRun
 from flags2.runner import EXIT_ERRORS, EXIT_OK
+from flags2.servers.options import ServerOptions
 from flags2.settings import DEFAULT_TIMEOUT
-from servers.options import ServerOptions
 
 __all__ = [
     "ARIA2C",

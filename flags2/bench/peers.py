@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flags2.bench.model import ARIA2C, CURL, Cell
-from flags2.urls import redact
+from flags2.urls import flag_url, redact
 
 __all__ = ["command", "missing", "peer_record"]
 
@@ -31,11 +31,6 @@ def missing(mode: str) -> bool:
     return shutil.which(mode) is None
 
 
-def _url(base_url: str, cc: str) -> str:
-    low = cc.lower()
-    return f"{base_url}/{low}/{low}.gif"
-
-
 def command(cell: Cell, base_url: str, dest: Path, scratch: Path) -> list[str]:
     """The peer's command line for `cell`; `scratch` may hold its input file."""
     if cell.mode == CURL:
@@ -44,13 +39,13 @@ def command(cell: Cell, base_url: str, dest: Path, scratch: Path) -> list[str]:
             "-w", "%{http_code}\\n",  # one status per transfer, to count like flags2
         ]  # fmt: skip
         for cc in cell.codes.codes:
-            argv += ["-o", str(dest / f"{cc}.gif"), _url(base_url, cc)]
+            argv += ["-o", str(dest / f"{cc}.gif"), flag_url(base_url, cc)]
         return argv
     if cell.mode == ARIA2C:
         listing = scratch / "aria2c-input.txt"
         listing.write_text(
             "".join(
-                f"{_url(base_url, cc)}\n  out={cc}.gif\n" for cc in cell.codes.codes
+                f"{flag_url(base_url, cc)}\n  out={cc}.gif\n" for cc in cell.codes.codes
             ),
             encoding="utf-8",
         )

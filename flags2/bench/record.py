@@ -15,8 +15,8 @@ from typing import Any
 from flags2 import __version__
 from flags2.bench.model import PEERS, BenchSettings, Row, Run
 from flags2.bench.table import server_label
+from flags2.servers.options import describe_faults
 from flags2.urls import redact
-from servers.options import describe_faults
 
 __all__ = ["bench_record"]
 

@@ -40,7 +40,7 @@ from flags2.bench.ideal import IdealRun, ideal_run
 from flags2.bench.measure import Spawner
 from flags2.bench.model import BenchSettings, Cell, CodeSet, Run
 from flags2.runner import EXIT_ERRORS, EXIT_OK
-from servers.options import describe_faults
+from flags2.servers.options import describe_faults
 
 __all__ = ["ideal_of", "run_once", "server_cpu", "startup_cpu"]
 
@@ -80,7 +80,7 @@ def _server(cell: Cell, settings: BenchSettings) -> Iterator[str]:
     if settings.url is not None:
         yield settings.url
         return
-    from servers.launch import background
+    from flags2.servers.launch import background
 
     opts = settings.server
     args = [

@@ -22,7 +22,7 @@ from flags2.bench.record import bench_record
 from flags2.bench.run import ideal_of, run_once, startup_cpu
 from flags2.bench.table import banner, describe, format_table
 from flags2.runner import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK
-from servers.launch import LaunchError
+from flags2.servers.launch import LaunchError
 
 __all__ = ["compare", "missing_peers", "run_bench"]
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from flags2.bench.ideal import makespan
 from flags2.bench.matrix import PEER_MAX_PARALLEL
 from flags2.bench.model import CPU_BOUND_SHARE, PEERS, BenchSettings, Cell, Row
+from flags2.servers.options import describe_faults
 from flags2.urls import redact
-from servers.options import describe_faults
 
 __all__ = [
     "SLOW_EFFICIENCY",

@@ -15,8 +15,8 @@ from typer.testing import CliRunner, Result
 from flags2.bench import defaults
 from flags2.bench.command import bench as bench_command
 from flags2.cli import app
-from servers.launch import background
-from tests.conftest import colour_pixels
+from flags2.servers.launch import background
+from tests.helpers import colour_pixels
 
 runner = CliRunner()
 

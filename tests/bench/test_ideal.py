@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flags2.bench.ideal import flag_path, ideal_run, makespan, request_cost
-from servers.options import ServerOptions, parse_faults
-from servers.plan import Planned, planned
+from flags2.servers.options import ServerOptions, parse_faults
+from flags2.servers.plan import Planned, planned
 
 COSTS = [3.0, 1.0, 2.0, 1.0]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flags2.bench.model import CPU_BOUND_SHARE
-from tests.bench.conftest import make_cell, make_row, make_run
+from tests.bench.helpers import make_cell, make_row, make_run
 
 
 def test_medians_and_efficiency_come_from_the_runs() -> None:

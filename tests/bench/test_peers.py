@@ -11,9 +11,9 @@ from flags2.bench.measure import Spawner
 from flags2.bench.model import BenchSettings, Cell, CodeSet
 from flags2.bench.peers import command, peer_record
 from flags2.bench.run import run_once
-from servers.launch import background
-from servers.options import ServerOptions
-from tests.bench.conftest import make_cell
+from flags2.servers.launch import background
+from flags2.servers.options import ServerOptions
+from tests.bench.helpers import make_cell
 
 BASE = "http://127.0.0.1:9/flags"
 CODES = CodeSet("BR CN ZZ", ("BR", "CN", "ZZ"), ("BR", "CN", "ZZ"))

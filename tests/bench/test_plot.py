@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flags2.bench.plot import INSTALL_HINT, Panel, PlotUnavailable, check_available
-from tests.conftest import colour_pixels
+from tests.helpers import colour_pixels
 
 
 def flag(cc: str, status: str, started: float, finished: float) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from flags2.bench.record import bench_record
-from tests.bench.conftest import make_cell, make_row, make_run, make_settings
+from tests.bench.helpers import make_cell, make_row, make_run, make_settings
 
 
 def test_every_run_carries_client_and_server_cpu() -> None:

@@ -11,8 +11,8 @@ from flags2.bench.matrix import code_sets, make_cell
 from flags2.bench.measure import Spawner
 from flags2.bench.model import BenchSettings
 from flags2.bench.run import ideal_of, run_once, server_cpu, startup_cpu
-from servers.options import ServerOptions
-from servers.testing import running
+from flags2.servers.options import ServerOptions
+from flags2.servers.testing import running
 
 
 def stats(port: int) -> dict[str, object]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flags2.bench.session import compare, missing_peers
-from tests.bench.conftest import make_cell, make_row, make_run
+from tests.bench.helpers import make_cell, make_row, make_run
 
 
 def test_speedup_is_over_sequential_on_the_same_codes() -> None:

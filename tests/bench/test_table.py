@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flags2.bench.table import banner, cpu_notes, describe, format_table
-from tests.bench.conftest import make_cell, make_row, make_run, make_settings
+from tests.bench.helpers import make_cell, make_row, make_run, make_settings
 
 
 def column(lines: list[str], name: str, row: int) -> str:

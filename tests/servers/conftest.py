@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from servers.server import FlagServer
-from servers.testing import ServerFactory, running
+from flags2.servers.server import FlagServer
+from flags2.servers.testing import ServerFactory, running
 
 __all__ = ["start_server"]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-import servers.handler
-from servers.limits import AcceptBackoff
-from servers.server import FlagServer, serve_in_thread
-from servers.testing import ServerFactory, read_response, running
+import flags2.servers.handler
+from flags2.servers.limits import AcceptBackoff
+from flags2.servers.server import FlagServer, serve_in_thread
+from flags2.servers.testing import ServerFactory, read_response, running
 
 BAD_ESCAPES = [
     "/%ff",
@@ -66,7 +66,7 @@ def test_a_bug_is_a_500_and_one_line_not_a_traceback(
     def broken(*args: Any) -> None:
         raise RuntimeError("planted bug")
 
-    monkeypatch.setattr(servers.handler, "planned", broken)
+    monkeypatch.setattr(flags2.servers.handler, "planned", broken)
     log = io.StringIO()
     with running("delay", log_stream=log) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
@@ -172,7 +172,7 @@ class _ExhaustedSocket:
 
 
 def test_accept_out_of_descriptors_backs_off_instead_of_spinning() -> None:
-    from servers.options import ServerOptions
+    from flags2.servers.options import ServerOptions
 
     server = FlagServer("local", ServerOptions(seed=1), port=0)
     fake = _ExhaustedSocket(server.socket)
@@ -224,12 +224,12 @@ def test_stats_report_the_process_cpu_time(start_server: ServerFactory) -> None:
 def test_connections_beyond_the_capacity_wait_their_turn(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import servers.limits
-    import servers.server
+    import flags2.servers.limits
+    import flags2.servers.server
 
-    gate = servers.limits.ConnectionGate()
-    monkeypatch.setattr(servers.server, "CONNECTIONS", gate)
-    monkeypatch.setattr(servers.limits, "connection_capacity", lambda: 2)
+    gate = flags2.servers.limits.ConnectionGate()
+    monkeypatch.setattr(flags2.servers.server, "CONNECTIONS", gate)
+    monkeypatch.setattr(flags2.servers.limits, "connection_capacity", lambda: 2)
     request = b"GET /flags/br/br.gif HTTP/1.1\r\nHost: t\r\n\r\n"
     with running("local") as server:
         first, second, third = (

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from servers.cli import main
+from flags2.servers.cli import main
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_serves_until_sigint_and_exits_0(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "servers",
+            "flags2.servers",
             "local",
             "error",
             "--port",
@@ -149,7 +149,7 @@ def test_serves_until_sigint_and_exits_0(tmp_path: Path) -> None:
 
 def test_sigterm_stops_cleanly() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "servers", "delay", "--port", "0"],
+        [sys.executable, "-m", "flags2.servers", "delay", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -10,9 +10,9 @@ import time
 import httpx2 as httpx
 import pytest
 
-from servers.options import data_dir, parse_faults
-from servers.server import FlagServer
-from servers.testing import ServerFactory, raw_request, read_response
+from flags2.servers.options import data_dir, parse_faults
+from flags2.servers.server import FlagServer
+from flags2.servers.testing import ServerFactory, raw_request, read_response
 
 GIF = "/flags/br/br.gif"
 

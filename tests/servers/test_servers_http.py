@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from servers.options import data_dir
-from servers.testing import ServerFactory, raw_request, read_response
+from flags2.servers.options import data_dir
+from flags2.servers.testing import ServerFactory, raw_request, read_response
 
 
 def test_local_serves_the_shipped_files(start_server: ServerFactory) -> None:
@@ -220,8 +220,8 @@ def test_client_hanging_up_causes_no_traceback(
 def test_server_close_joins_handlers_only_when_asked(joined: bool) -> None:
     # Handler threads are started without threading.Thread for speed; a server
     # embedded with block_on_close still gets threads server_close() waits for.
-    from servers.options import ServerOptions
-    from servers.server import FlagServer, serve_in_thread
+    from flags2.servers.options import ServerOptions
+    from flags2.servers.server import FlagServer, serve_in_thread
 
     options = ServerOptions(seed=1, min_delay=0.5, max_delay=0.5)
     server = FlagServer("delay", options, port=0)

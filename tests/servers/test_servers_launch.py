@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from servers.launch import LaunchError, background, is_listening
+from flags2.servers.launch import LaunchError, background, is_listening
 
 FAST = ["--min-delay", "0", "--max-delay", "0.01"]
 
@@ -91,7 +91,7 @@ def test_child_exits_when_the_parent_is_killed() -> None:
     parent_code = textwrap.dedent(
         """
         import sys, time
-        from servers.launch import background
+        from flags2.servers.launch import background
         with background(["delay"]) as running:
             print(running.pid, flush=True)
             time.sleep(60)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from servers.limits import connection_capacity, limit_note
-from servers.testing import read_response
+from flags2.servers.limits import connection_capacity, limit_note
+from flags2.servers.testing import read_response
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(), reason="reads /proc"
@@ -38,9 +38,9 @@ def _limit(soft: int, hard: int) -> Callable[[], None]:
 def _server(
     soft: int, hard: int, *args: str
 ) -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
-    """Start ``python -m servers`` under the limit; yield it, its port, banner."""
+    """Start ``python -m flags2.servers`` under the limit; yield it, port, banner."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "servers", "--port", "0", *(args or ["local"])],
+        [sys.executable, "-m", "flags2.servers", "--port", "0", *(args or ["local"])],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

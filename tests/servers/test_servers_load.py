@@ -6,8 +6,8 @@ import json
 import resource
 import socket
 
-from servers.options import data_dir
-from servers.testing import ServerFactory, raw_request, read_response
+from flags2.servers.options import data_dir
+from flags2.servers.testing import ServerFactory, raw_request, read_response
 
 CONNECTIONS = 1000
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from servers.options import FAULT_KINDS, ServerOptions, data_dir, parse_faults
-from servers.plan import Planned, planned
+from flags2.servers.options import FAULT_KINDS, ServerOptions, data_dir, parse_faults
+from flags2.servers.plan import Planned, planned
 
 OPTS = ServerOptions(seed=7, min_delay=0.5, max_delay=2.0, error_rate=0.25)
 PATHS = [f"/flags/{a}{b}/{a}{b}.gif" for a in "abcdefghij" for b in "klmnopqrst"]

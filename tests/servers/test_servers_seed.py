@@ -8,10 +8,10 @@ from collections import defaultdict
 
 import httpx2 as httpx
 
-from servers.options import parse_faults
-from servers.plan import planned
-from servers.server import FlagServer
-from servers.testing import ServerFactory
+from flags2.servers.options import parse_faults
+from flags2.servers.plan import planned
+from flags2.servers.server import FlagServer
+from flags2.servers.testing import ServerFactory
 
 FAULTS = "teapot,unavailable,reset,truncate,html"
 PATHS = [

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from servers.launch import is_listening, shared
-from servers.lease import AVAILABLE, Lease
+from flags2.servers.launch import is_listening, shared
+from flags2.servers.lease import AVAILABLE, Lease
 from tests.servers.test_servers_launch import pid_alive, wait_gone
 
 pytestmark = pytest.mark.skipif(
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 _RUN = textwrap.dedent(
     """
     import json, sys
-    from servers.launch import shared
+    from flags2.servers.launch import shared
     with shared(sys.argv[1], port=int(sys.argv[2])) as started:
         print(json.dumps(started.pid if started else None), flush=True)
         sys.stdin.readline()
@@ -49,7 +49,7 @@ _DOWNLOAD = textwrap.dedent(
     from flags2.settings import Settings
     mode, port, dest, concurrency, *codes = sys.argv[1:]
     settings = Settings(
-        base_url=f"http://localhost:{port}/flags", server="DELAY",
+        base_url=f"http://localhost:{port}/flags", site="DELAY",
         dest=Path(dest), concurrency=int(concurrency),
     )
     sys.exit(run(mode, codes, settings))
@@ -257,10 +257,10 @@ def test_lease_semantics(tmp_path: Path) -> None:
 def test_without_a_usable_lease_file_a_run_still_gets_a_server(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, port: int
 ) -> None:
-    import servers.launch
+    import flags2.servers.launch
 
     missing = tmp_path / "no-such-dir" / "port.lease"
-    monkeypatch.setattr(servers.launch, "lease_path", lambda port: missing)
+    monkeypatch.setattr(flags2.servers.launch, "lease_path", lambda port: missing)
     with shared("local", port=port) as started:
         assert started is not None and _get_ok(port)
     assert not pid_alive(started.pid)  # private, so stopped with the block

@@ -10,20 +10,22 @@ from collections import defaultdict
 
 import httpx2 as httpx
 
-from servers.options import ServerOptions
-from servers.plan import planned
+from flags2.servers.options import ServerOptions
+from flags2.servers.plan import planned
 
 PATHS = ["/flags/br/br.gif", "/flags/cn/cn.gif", "/flags/br/br.gif", "/flags/zz/zz.gif"]
 
 
-def _run_slow(*args: str) -> tuple[int, str, list[str], int]:
+def _run_slow(
+    *args: str, module: str = "servers.slow"
+) -> tuple[int, str, list[str], int]:
     """Start the slow server on a free port, GET PATHS, SIGINT it.
 
     Returns the port, stdout, the status codes seen and the exit status; stderr
     (the log) is appended to stdout after a separator line.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "servers.slow", "0", *args],
+        [sys.executable, "-m", module, "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -46,6 +48,17 @@ def _run_slow(*args: str) -> tuple[int, str, list[str], int]:
             proc.kill()
             proc.wait()
     return port, banner + out + "\n--\n" + err, statuses, proc.returncode
+
+
+def test_the_installed_name_serves_the_same() -> None:
+    # `servers.slow` is the book's command, from a checkout; installed, the
+    # package is flags2.servers.
+    _, _, statuses, code = _run_slow(
+        "--error-rate", "1", "--min-delay", "0", "--max-delay", "0.01",
+        module="flags2.servers.slow",
+    )  # fmt: skip
+    assert code == 0
+    assert statuses == ["418"] * 4
 
 
 def test_book_command_line_logs_and_exits_cleanly() -> None:

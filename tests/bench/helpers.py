@@ -6,7 +6,7 @@ from typing import Any
 
 from flags2.bench.ideal import IdealRun, RequestCost
 from flags2.bench.model import BenchSettings, Cell, CodeSet, Row, Run
-from servers.options import ServerOptions
+from flags2.servers.options import ServerOptions
 
 __all__ = ["make_cell", "make_row", "make_run", "make_settings"]
 
