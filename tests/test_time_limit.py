@@ -31,21 +31,37 @@ def test_worker_thread():
 """
 
 
-@pytest.mark.timeout(40)
-@pytest.mark.parametrize("where", ["main_thread", "worker_thread"])
-def test_a_deadlock_fails_the_run_with_every_stack(where: str, tmp_path: Path) -> None:
+def _run_deadlock(where: str, tmp_path: Path, *extra: str) -> str:
     (tmp_path / "test_deadlock.py").write_text(DEADLOCKS)
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-c", str(PYPROJECT), "--rootdir",
-         str(tmp_path), "-p", "no:cacheprovider", "-o", "timeout=1",
+         str(tmp_path), "-p", "no:cacheprovider", "-o", "timeout=1", *extra,
          "-k", where, str(tmp_path)],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert proc.returncode != 0, proc.stdout
     assert time.monotonic() - started < 25  # the limit struck, not our timeout
-    assert "Timeout" in proc.stdout + proc.stderr
-    dump = proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("where", ["main_thread", "worker_thread"])
+def test_a_deadlock_fails_the_parallel_run_naming_the_test(
+    where: str, tmp_path: Path
+) -> None:
+    # Under pyproject's two xdist workers the stuck worker ends and is
+    # replaced; its stacks stay in the worker, the test is named as failed.
+    output = _run_deadlock(where, tmp_path)
+    assert f"crashed while running 'test_deadlock.py::test_{where}'" in output
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("where", ["main_thread", "worker_thread"])
+def test_a_deadlock_fails_the_run_with_every_stack(where: str, tmp_path: Path) -> None:
+    # Without the workers (-n 0, as the README says for a hang), the stacks.
+    dump = _run_deadlock(where, tmp_path, "-n", "0")
+    assert "Timeout" in dump
     assert "Stack of MainThread" in dump and f"test_{where}" in dump
     if where == "worker_thread":
         assert "Stack of ThreadPoolExecutor" in dump  # where it really hangs
