@@ -10,6 +10,7 @@ server would, instead of its default 500.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,13 @@ from flags2.runner import load_mode
 from flags2.settings import Settings
 from flags2.tracker import Tracker
 from tests.helpers import MODES, Answers, KeptAlive, RunFn, Script
+
+# A suite started as a background job (``pytest &`` in a script) inherits an
+# ignored SIGINT, and so would every command it starts: flags2 rightly keeps
+# an inherited ignore, and the Ctrl-C tests would see nothing. A handler here
+# (any but SIG_IGN) means children start with the default again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
