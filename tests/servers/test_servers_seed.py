@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections import defaultdict
 
 import httpx2 as httpx
@@ -38,6 +39,16 @@ def _start(start_server: ServerFactory, seed: int) -> tuple[FlagServer, io.Strin
     return server, log
 
 
+def _log_lines(log: io.StringIO, count: int) -> list[str]:
+    """The log's lines once `count` are there: a handler logs after answering."""
+    deadline = time.monotonic() + 10
+    while len(lines := log.getvalue().splitlines()) < count:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    return lines
+
+
 def _outcomes(server: FlagServer, paths: list[str]) -> list[str]:
     """What a client observes for each request, in order."""
     seen = []
@@ -69,8 +80,8 @@ def test_same_seed_same_answers(start_server: ServerFactory) -> None:
     assert seen_a == seen_b
     # Same delays, same faults. In any order: a handler writes its line after
     # its answer, so under load the next request's line can come first.
-    assert sorted(log_a.getvalue().splitlines()) == sorted(
-        log_b.getvalue().splitlines()
+    assert sorted(_log_lines(log_a, len(SEQUENCE))) == sorted(
+        _log_lines(log_b, len(SEQUENCE))
     )
     assert len(set(seen_a)) >= 4  # the sequence does exercise several faults
 
@@ -98,7 +109,7 @@ def test_server_does_what_planned_says(start_server: ServerFactory) -> None:
     # Compared per path and in any order: a handler writes its line after its
     # answer, so under load the next request's line can come first.
     done: dict[str, list[tuple[float, str | None]]] = defaultdict(list)
-    for line in log.getvalue().splitlines():
+    for line in _log_lines(log, len(SEQUENCE)):
         match = _LINE.fullmatch(line)
         assert match is not None, line
         fault = match[4] or ("reset" if match[3] == "reset" else None)
