@@ -141,7 +141,13 @@ def test_stats_peak_in_flight(start_server: ServerFactory) -> None:
     finally:
         for sock in sockets:
             sock.close()
-    after = json.loads(raw_request(server.port, "/_stats").body)
+    # A handler leaves "in flight" just after its answer is sent: ask until the
+    # last one has (bounded), rather than racing it.
+    deadline = time.monotonic() + 5
+    while (after := json.loads(raw_request(server.port, "/_stats").body))[
+        "in_flight"
+    ] and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert statuses == [200] * 20
     assert json.loads(during.body)["in_flight"] > 0
     assert after["peak_in_flight"] == 20
