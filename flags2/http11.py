@@ -34,7 +34,6 @@ __all__ = [
     "Answer",
     "Stale",
     "broken",
-    "disconnected",
     "request_head",
     "request_timeouts",
 ]
@@ -135,13 +134,14 @@ class Answer:
             self.reusable = False  # bytes after the answer: never reuse it
             return
         before = len(self.body)
+        view = memoryview(data)  # the two parts without copying the buffer
         # The last byte alone: if the answer ends before it, bytes follow it.
         if len(data) > 1:
-            self._parse(data[:-1])
+            self._parse(view[:-1])
         if self.complete:
             self.reusable = False
         else:
-            self._parse(data[-1:])
+            self._parse(view[-1:])
             self.reusable = self.complete and self.keep_alive
         if len(self.body) > before:
             self._loose = 0
@@ -156,7 +156,7 @@ class Answer:
         if self.complete:
             return
         if self._heading:
-            raise disconnected()
+            raise _disconnected()
         if self._framed:
             raise httpx.RemoteProtocolError(
                 "peer closed connection without sending complete message body:"
@@ -165,7 +165,7 @@ class Answer:
         self.complete = True  # the body ran until the close, as announced
         self.reusable = False
 
-    def _parse(self, data: bytes) -> None:
+    def _parse(self, data: memoryview) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -241,7 +241,7 @@ def _too_big() -> httpx.RemoteProtocolError:
     return httpx.RemoteProtocolError(f"response body over {MAX_BODY} bytes: not a flag")
 
 
-def disconnected() -> httpx.RemoteProtocolError:
+def _disconnected() -> httpx.RemoteProtocolError:
     return httpx.RemoteProtocolError("Server disconnected without sending a response.")
 
 
