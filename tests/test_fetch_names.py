@@ -88,7 +88,7 @@ def test_no_metadata_is_not_found_if_the_flag_is_missing_too(
     ("body", "problem"),
     [
         (b"{not json", "metadata.json is not JSON"),
-        (b"\xff\xfe\xfa", "metadata.json is not JSON"),
+        (b"\xff\xfe\xfa", "metadata.json is not JSON: it is not UTF-8"),
         (b'{"iso_cc": "BR"}', 'metadata.json has no "country" name'),
         (b'{"country": 7}', 'metadata.json has no "country" name'),
         (b'["Brazil"]', 'metadata.json has no "country" name'),
