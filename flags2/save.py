@@ -74,6 +74,14 @@ MAX_NAME_BYTES = 255 - len(_PREFIX.format("")) - 8 - len(_NAME_SUFFIX)
 # Controls, invisible formatting (a right-to-left override), lone surrogates,
 # private or unassigned code points, and line breaks: never in a file name.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# What Windows cannot hold in a name (as ntpath.isreserved, new in 3.13, says):
+# these characters, and its device names, with any extension and in any case;
+# COM0 and LPT0 too, which some versions reserve.
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789\xb9\xb2\xb3"}
+)
 
 
 class FlagProblem(ValueError):
@@ -96,30 +104,53 @@ def country_file_name(country: str) -> str:
     """The file a flag is saved as with ``--names``: spaces as underscores.
 
     BadName for anything that could leave the folder, hide, or show what it
-    is not (``../../etc/x``, ``.hidden``, an escape sequence)::
+    is not (``../../etc/x``, ``.hidden``, an escape sequence), and for what one
+    of the systems flags2 runs on cannot hold, so that a folder of flags copies
+    anywhere: Windows' ``<>:"|?*``, a trailing dot or space (Windows drops it,
+    so the file would not be the one asked for), and its device names
+    (``CON``, ``nul.txt``, ``COM1``, ``LPT³``). Leading spaces are dropped::
 
         >>> country_file_name("Côte d'Ivoire")
         "Côte_d'Ivoire.gif"
+        >>> country_file_name("Aux")
+        Traceback (most recent call last):
+        ...
+        flags2.save.BadName: unsafe country name 'Aux': a device name on Windows (AUX)
+        >>> country_file_name("Who?")
+        Traceback (most recent call last):
+        ...
+        flags2.save.BadName: unsafe country name 'Who?': ... Windows forbids (?)
     """
-    name = country.strip().replace(" ", "_")
-    problem = _name_problem(name)
+    stem = country.lstrip()
+    problem = _name_problem(stem)
     if problem is not None:
         shown = country if len(country) <= 40 else f"{country[:40]}..."
         raise BadName(f"unsafe country name {shown!r}: {problem}")
-    return f"{name}.gif"
+    return f"{stem.replace(' ', '_')}.gif"
 
 
-def _name_problem(name: str) -> str | None:
-    if not name:
+def _name_problem(stem: str) -> str | None:
+    """What makes `stem` (a name before its spaces become ``_``) unsafe, if any."""
+    if not stem.strip():
         return "empty"
-    if "/" in name or "\\" in name:
+    if "/" in stem or "\\" in stem:
         return "a path separator (/ or \\)"
-    if name.startswith("."):
+    if stem.startswith("."):
         return "a leading dot (a hidden file, or . and ..)"
-    for ch in name:
-        if unicodedata.category(ch) in _UNSAFE_CATEGORIES or ch.isspace():
+    for ch in stem:
+        if ch != " " and (
+            unicodedata.category(ch) in _UNSAFE_CATEGORIES or ch.isspace()
+        ):
             return f"a control or invisible character (U+{ord(ch):04X})"
-    if len(f"{name}.gif".encode()) > MAX_NAME_BYTES:
+    if stem.endswith((".", " ")):
+        return "a trailing dot or space (Windows drops it)"
+    for ch in stem:
+        if ch in _WINDOWS_FORBIDDEN:
+            return f"a character Windows forbids ({ch})"
+    device = stem.partition(".")[0].rstrip(" ").upper()
+    if device in _WINDOWS_DEVICES:
+        return f"a device name on Windows ({device})"
+    if len(f"{stem}.gif".encode()) > MAX_NAME_BYTES:
         return f"longer than {MAX_NAME_BYTES} bytes as a file name"
     return None
 

@@ -19,6 +19,7 @@ from flags2.settings import Settings
 from flags2.status import DownloadStatus
 from flags2.tracker import Tracker
 from tests.helpers import (
+    MODES,
     RunFn,
     flag_bytes,
     leftovers,
@@ -248,3 +249,42 @@ def test_asyncio_saves_in_a_thread_as_flags3_does(
     load_mode("asyncio").download_many(["BR"], settings, tracker)
     assert tracker.results["BR"].status is DownloadStatus.OK
     assert threads == [in_thread]
+
+
+# What Windows cannot hold, though Linux and macOS could: refused everywhere,
+# so that a folder of flags means the same on every system.
+WINDOWS_ONLY = [
+    "a<b", "a>b", "a:b", 'a"b', "a|b", "a?b", "a*b", "Brazil.", "Brazil ",
+    "CON", "prn", "Aux.txt", "nul.tar.gz", "COM1", "com9", "LPT1", "lpt9",
+    "COM\xb9", "LPT\xb3", "CON .x",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_names_windows_cannot_hold_are_refused_in_every_mode(
+    httpserver: HTTPServer, tmp_path: Path, mode: str
+) -> None:
+    codes = sorted(all_country_codes())[: len(WINDOWS_ONLY)]
+    serve_flags(httpserver, [*codes, "CN"])
+    serve_metadata(
+        httpserver,
+        {**dict(zip(codes, WINDOWS_ONLY, strict=True)), "CN": real_metadata("CN")},
+    )
+    dest = tmp_path / "dest"
+    result = CliRunner().invoke(
+        app,
+        ["download", *codes, "CN", "-v", "--names", "--mode", mode, "-d", str(dest),
+         "-s", httpserver.url_for("/flags"), "--json", str(tmp_path / "run.json")],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    for cc in codes:
+        line = next(s for s in result.output.splitlines() if s.startswith(cc + " "))
+        assert line.startswith(f"{cc} error: unsafe country name"), line
+    assert "CN OK" in result.output.splitlines()
+    written = [p for p in tmp_path.rglob("*") if not p.is_dir()]
+    assert sorted(p.name for p in written) == ["China.gif", "run.json"]
+    # No GIF was asked for but China's: a bad name ends the flag first.
+    assert [p for p in requested(httpserver) if p.endswith(".gif")] == [
+        "/flags/cn/cn.gif"
+    ]

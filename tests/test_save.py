@@ -215,8 +215,15 @@ def test_a_temporary_that_cannot_be_created_cancels_too(
         ("Brazil", "Brazil.gif"),
         ("United States of America", "United_States_of_America.gif"),
         ("Côte d'Ivoire", "Côte_d'Ivoire.gif"),
-        (" Brazil ", "Brazil.gif"),
+        ("  Brazil", "Brazil.gif"),
         ("a..b", "a..b.gif"),
+        ("Saint Kitts. Nevis", "Saint_Kitts._Nevis.gif"),
+        ("CONGO", "CONGO.gif"),  # only the device names themselves
+        ("Console", "Console.gif"),
+        ("COM10", "COM10.gif"),
+        ("LPT", "LPT.gif"),
+        ("NULL.x", "NULL.x.gif"),
+        ("a-CON", "a-CON.gif"),
     ],
 )
 def test_a_country_name_is_a_file_name(country: str, name: str) -> None:
@@ -242,6 +249,13 @@ def test_a_country_name_is_a_file_name(country: str, name: str) -> None:
         ("zero\u200bwidth", "U+200B"),
         ("lone\ud800", "U+D800"),
         ("x" * (MAX_NAME_BYTES - 3), "longer than"),
+        *((f"a{ch}b", f"a character Windows forbids ({ch})") for ch in '<>:"|?*'),
+        ("Brazil.", "a trailing dot or space"),
+        ("Brazil ", "a trailing dot or space"),
+        ("Brazil...", "a trailing dot or space"),
+        ("Brazil . ", "a trailing dot or space"),
+        ("CON .gif", "a device name on Windows (CON)"),
+        ("  aux", "a device name on Windows (AUX)"),
         ("é" * 120, "longer than"),  # 240 bytes, though only 120 characters
     ],
 )
@@ -249,6 +263,21 @@ def test_an_unsafe_country_name_is_refused(country: str, problem: str) -> None:
     with pytest.raises(BadName, match="unsafe country name") as info:
         country_file_name(country)
     assert problem in str(info.value)
+
+
+# Windows' device names, as it reserves them: any case, any extension.
+WINDOWS_DEVICES = (
+    "CON con Prn aux NUL nul.txt NUL.tar.gz CONIN$ conout$ COM0 COM1 com9 LPT1"
+    " lpt9 COM\xb9 COM\xb2 COM\xb3 LPT\xb9 lpt\xb2 LPT\xb3"
+).split()
+
+
+@pytest.mark.parametrize("country", WINDOWS_DEVICES)
+def test_a_windows_device_name_is_refused(country: str) -> None:
+    device = country.partition(".")[0].upper()
+    with pytest.raises(BadName, match="unsafe country name") as info:
+        country_file_name(country)
+    assert str(info.value).endswith(f": a device name on Windows ({device})")
 
 
 def test_the_longest_name_still_has_room_for_its_temporary(dest: Path) -> None:
