@@ -25,8 +25,8 @@ from email.utils import parsedate_to_datetime
 
 __all__ = ["MAX_RETRY_AFTER_CHARS", "retry_after"]
 
-# An HTTP-date is 29 characters, the obsolete forms a few more; nothing usable
-# is longer, and a longer value is never handed to the date parser.
+# An HTTP-date is 29 characters, the obsolete forms a few more: a longer value
+# (digits aside) is no date, and is never handed to the date parser.
 MAX_RETRY_AFTER_CHARS = 64
 
 
@@ -49,11 +49,13 @@ def retry_after(
         >>> retry_after("Sun, 06 Nov 1994 08:49:39 GMT", cap=10.0, now=784111777)
         2.0
     """
-    if not value or len(value) > MAX_RETRY_AFTER_CHARS:
+    if not value:
         return None
     value = value.strip(" \t")
     if value.isascii() and value.isdigit():
-        return min(float(value), cap)  # float() of digits never raises
+        return min(float(value), cap)  # never raises: inf for 400 digits
+    if len(value) > MAX_RETRY_AFTER_CHARS:
+        return None
     seconds = _until(value, time.time() if now is None else now)
     if seconds is None:
         return None
