@@ -64,6 +64,7 @@ __all__ = [
 
 RETRY_STATUSES = frozenset({408, 418, 429, 500, 502, 503, 504})
 RETRY_AFTER_CAP = 10.0  # seconds; a server asking for longer is not waited on
+_MAX_ERROR = 300  # characters of an unforeseen error's text that are shown
 SAVE_IN_THREAD: bool | None = None
 """Under asyncio, True or False forces where disk work runs (for measuring);
 None does it as measured: in a thread for ``--names`` runs only."""
@@ -80,12 +81,13 @@ def download_one(
     turns into Ctrl-C) and SystemExit are not Exceptions, so they still stop
     the run.
     """
-    flag = _Flag(cc, settings.base_url)
+    flag = None
     try:
+        flag = _Flag(cc, settings.base_url)
         with pool.lease() as client:
             return _download(client, flag, settings, tracker.saver, tracker.pace)
     except Exception as exc:
-        return flag.crashed(exc)
+        return _crashed(cc, flag, exc)
 
 
 async def download_one_async(
@@ -95,14 +97,34 @@ async def download_one_async(
 
     asyncio.CancelledError is no Exception either: a cancelled run still stops.
     """
-    flag = _Flag(cc, settings.base_url)
+    flag = None
     try:
+        flag = _Flag(cc, settings.base_url)
         async with pool.lease() as client:
             return await _download_async(
                 client, flag, settings, tracker.saver, tracker.pace
             )
     except Exception as exc:
-        return flag.crashed(exc)
+        return _crashed(cc, flag, exc)
+
+
+def _crashed(cc: str, flag: _Flag | None, exc: Exception) -> FlagResult:
+    """ERROR for what no step foresaw, named by the exception's class.
+
+    One printable line, however odd the message: it may quote what the server
+    sent.
+    """
+    try:
+        error = describe_error(exc)
+    except Exception:  # even its str() failed
+        error = f"{type(exc)}"
+    error = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in error)
+    if len(error) > _MAX_ERROR:
+        tail = f"... {type(exc)}"
+        error = error[: _MAX_ERROR - len(tail)] + tail
+    if flag is None:
+        return FlagResult(cc, DownloadStatus.ERROR, error=error)
+    return flag.result(DownloadStatus.ERROR, error=error)
 
 
 def _download(
@@ -242,14 +264,6 @@ class _Flag:
             return self.result(DownloadStatus.NOT_FOUND, answer.status)
         error = describe_error(answer.exc) if answer.exc is not None else "no answer"
         return self.result(DownloadStatus.ERROR, answer.status, error=what + error)
-
-    def crashed(self, exc: Exception) -> FlagResult:
-        """ERROR for what no step foresaw, with the exception's class."""
-        try:
-            error = describe_error(exc)
-        except Exception:  # even its str() failed
-            error = f"{type(exc)}"
-        return self.result(DownloadStatus.ERROR, error=error)
 
 
 Plan = Generator[_Get | _Disk, Any, FlagResult]
