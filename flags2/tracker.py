@@ -160,10 +160,24 @@ def _progress_bar(total: int, verbose: bool) -> Any:
         return None
     from tqdm import tqdm  # imported only when a bar will be drawn
 
+    class Bar(tqdm):  # type: ignore[misc]  # tqdm has no type hints
+        """A tqdm bar sized by _screen_shape, read again at every redraw.
+
+        tqdm documents overriding ``format_dict`` (the values each redraw
+        formats); its own ``dynamic_ncols=True`` would re-read the width too,
+        but as the whole terminal's, with no room for the echoed ^C.
+        """
+
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            values: dict[str, Any] = super().format_dict
+            values["ncols"], values["nrows"] = _screen_shape(stderr)
+            return values
+
     # The counts come first: at any width tqdm shrinks the bar, then trims
     # the line's end, so a narrow terminal loses the timings, never the counts.
     cols, rows = _screen_shape(stderr)
-    bar = tqdm(
+    return Bar(
         total=total,
         unit="flag",
         file=stderr,
@@ -172,10 +186,6 @@ def _progress_bar(total: int, verbose: bool) -> Any:
         bar_format="{n_fmt}/{total_fmt}{postfix} |{bar}| {elapsed}<{remaining}",
         postfix=_counts(Counter()),
     )
-    # What dynamic_ncols=True stores, with our width: read at every redraw,
-    # so a resized terminal only changes the width of the next line.
-    bar.dynamic_ncols = _screen_shape
-    return bar
 
 
 def _screen_shape(file: Any) -> tuple[int | None, int | None]:

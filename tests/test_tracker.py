@@ -236,6 +236,35 @@ def test_progress_bar_counts_stay_visible_at_any_width(
     assert lines[-1].startswith("100/100, OK=99 404=1 errors=0")
 
 
+def test_progress_bar_rereads_the_width_at_every_redraw(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal, master, slave = _pty_terminal(120)
+    try:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        monkeypatch.setenv("TERM", "xterm")
+        codes = _codes(100)
+        tracker = Tracker(codes, Settings(base_url="http://x", dest=dest))
+        with tracker.running():
+            # Made with tqdm's documented options only: dynamic_ncols is a bool.
+            assert isinstance(tracker._bar.dynamic_ncols, bool)
+            for cc in codes[:50]:
+                tracker.record(FlagResult(cc, DownloadStatus.OK, 200))
+            wide = terminal.getvalue()
+            winsize = struct.pack("HHHH", 24, 40, 0, 0)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)  # the user narrows it
+            for cc in codes[50:]:
+                tracker.record(FlagResult(cc, DownloadStatus.OK, 200))
+    finally:
+        os.close(master)
+        os.close(slave)
+    before = [s for s in re.split(r"[\r\n]", wide) if s.strip()]
+    after = [s for s in re.split(r"[\r\n]", terminal.getvalue()[len(wide) :]) if s]
+    assert max(len(line) for line in before) == 120 - 3, before
+    assert after and after[-1].startswith("100/100, OK=100"), after
+    assert all(len(line.rstrip()) <= 40 - 3 for line in after), after
+
+
 def test_no_animation_on_a_dumb_terminal(
     dest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
