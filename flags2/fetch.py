@@ -9,8 +9,15 @@ so a mode module only says how the calls are spread (a loop, a thread pool,
 tasks).
 
 With ``--names`` (the book's flags3) a flag takes two requests, its
-``metadata.json`` and then its GIF, and is saved under the country's name; with
-``--skip-existing`` a whole GIF already in the folder is not requested.
+``metadata.json`` (read by :mod:`flags2.metadata`, as hostile) and then its GIF,
+and is saved under the country's name; with ``--skip-existing`` a whole GIF
+already in the folder is not requested.
+
+Whatever goes wrong in one flag's work is that flag's result, never the run's
+end: a failure the plan foresees gets its own words, and any other Exception
+(a bug, here or in a library) becomes an ERROR naming its class. Only Ctrl-C,
+SIGTERM (the CLI turns it into Ctrl-C), SystemExit and a cancelled task stop a
+run, as they are not Exceptions.
 
 Under asyncio a blocking write in a coroutine stalls every other request on
 the loop while it lasts; flags3 hands it to a thread (``asyncio.to_thread``).
@@ -22,8 +29,10 @@ where the save stays in the loop as in the book's flags2_asyncio.
 Retries use tenacity (the same policy object drives ``Retrying`` and
 ``AsyncRetrying``); httpx-retries was considered and not used because it retries
 inside the transport, before the body is read, so it can neither retry a
-truncated body nor count the attempts a flag took. Every attempt first waits
-for the run's ``--rate``, if it has one.
+truncated body nor count the attempts a flag took. Between attempts a usable
+``Retry-After`` (:mod:`flags2.retryafter`) is waited, at most RETRY_AFTER_CAP,
+else the backoff. Every attempt first waits for the run's ``--rate``, if it
+has one.
 """
 
 from __future__ import annotations
