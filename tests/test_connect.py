@@ -224,3 +224,14 @@ def test_connections_are_reused_without_select_poll(
     tracker = run_mode(["BR", "CN", "IN"], base_url=server.url, concurrency=1)
     assert tracker.counter[DownloadStatus.OK] == 3, tracker.results
     assert server.connections == 1
+
+
+def test_a_host_name_no_resolver_can_take_is_that_flag_s_connect_error(
+    run_mode: RunFn, dest: Path
+) -> None:
+    # A label over 63 bytes: getaddrinfo raises UnicodeError, not OSError.
+    base = f"http://{'a' * 64}.example/flags"
+    result = run_mode(["BR"], base_url=base).results["BR"]
+    assert result.status is DownloadStatus.ERROR
+    assert result.error is not None and "ConnectError" in result.error
+    assert "label" in result.error
