@@ -202,7 +202,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                 conn = await self._open_connection(key)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out") from None
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # a label over 63 bytes: Unicode
             raise httpx.ConnectError(str(exc)) from exc
         self._open.add(conn)
         return conn

@@ -192,7 +192,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
             sock = _open_socket(self._lookup(key).addresses(clock), clock)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out") from None
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # a label over 63 bytes: Unicode
             raise httpx.ConnectError(str(exc)) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return _Conn(sock, key)
@@ -278,7 +278,7 @@ class _Lookup:
     def __init__(self, key: tuple[str, int]) -> None:
         self._done = threading.Event()
         self._result: list[_Address] = []
-        self._error: OSError | None = None
+        self._error: OSError | UnicodeError | None = None
         threading.Thread(
             target=self._run, args=key, name="flags2-lookup", daemon=True
         ).start()
@@ -286,7 +286,7 @@ class _Lookup:
     def _run(self, host: str, port: int) -> None:
         try:
             self._result = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             self._error = exc
         finally:
             self._done.set()
