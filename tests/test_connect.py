@@ -10,9 +10,11 @@ idle connection is checked without ``select.poll``. Name resolution is faked
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -173,10 +175,28 @@ def test_a_refused_address_is_skipped_for_the_next_one(
 
 
 def _wait_readable(sock: socket.socket) -> None:
-    # The peer's bytes or FIN reach a loopback socket at once; wait anyway
-    # (a blocking peek: select.select cannot take a descriptor over 1024).
+    # The peer's bytes, FIN or RST reach a loopback socket at once; wait
+    # anyway (a blocking peek: select.select takes no descriptor over 1024).
     sock.settimeout(5)
-    sock.recv(1, socket.MSG_PEEK)
+    with contextlib.suppress(ConnectionResetError):
+        sock.recv(1, socket.MSG_PEEK)
+
+
+def _dup_over_1024(sock: socket.socket) -> int:
+    """A free descriptor over FD_SETSIZE (1024) for `sock`, which is closed."""
+    for fd in range(1500, 1600):
+        try:
+            os.fstat(fd)
+        except OSError:  # not open: free to take
+            break
+    else:
+        pytest.skip("descriptors 1500-1599 all in use")
+    try:
+        os.dup2(sock.fileno(), fd)
+    except OSError as exc:
+        pytest.skip(f"no descriptor {fd} here (ulimit -n): {exc}")
+    sock.close()
+    return fd
 
 
 @pytest.mark.parametrize("high", [False, True], ids=["low-fd", "fd-over-1024"])
@@ -186,7 +206,7 @@ def test_the_idle_check_needs_no_select_poll(
     # Readable while idle means closed or garbage: never lent again.
     monkeypatch.delattr(select, "poll", raising=False)
     with socket.create_server(("127.0.0.1", 0)) as listener:
-        for peer_does in ("nothing", "sends", "closes"):
+        for peer_does in ("nothing", "sends", "closes", "resets"):
             client = socket.create_connection(listener.getsockname())
             server, _ = listener.accept()
             if high:  # select.select fails above FD_SETSIZE; the check must not
@@ -196,20 +216,16 @@ def test_the_idle_check_needs_no_select_poll(
                 server.sendall(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
             elif peer_does == "closes":
                 server.close()
+            elif peer_does == "resets":  # SO_LINGER 0: close sends an RST
+                server.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                server.close()
             if peer_does != "nothing":
                 _wait_readable(client)
             assert conn.idle_and_open() is (peer_does == "nothing"), peer_does
             conn.close()
             server.close()
-
-
-def _dup_over_1024(sock: socket.socket) -> int:
-    try:
-        fd = os.dup2(sock.fileno(), 1500)
-    except OSError as exc:
-        pytest.skip(f"no descriptor 1500 here: {exc}")
-    sock.close()
-    return fd
 
 
 def test_connections_are_reused_without_select_poll(
