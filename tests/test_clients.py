@@ -203,18 +203,18 @@ def test_interim_answers_do_not_restart_the_head_timeout(
     result = run_mode(["BR"], base_url=url, timeout=1.0).results["BR"]
     assert result.status is DownloadStatus.ERROR
     assert result.error is not None and "ReadTimeout" in result.error
-    assert result.finished - result.started < 2.0  # 1 s, not 4 s
+    assert result.finished - result.started < 2.5  # 1 s, not 4 s
     assert list(dest.iterdir()) == []
 
 
 def test_the_wait_for_the_body_starts_when_the_head_ends(
     scripted: Script, run_mode: RunFn, dest: Path
 ) -> None:
-    # The head after 0.7 s, the body 0.7 s later: each wait under the 1 s
-    # timeout, so the flag arrives though the whole answer takes 1.4 s.
+    # The head after 1 s, the body 1 s later: each wait under the 1.5 s
+    # timeout, so the flag arrives though the whole answer takes 2 s.
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(_GIF)
-    url = scripted([(0.7, head), (0.7, _GIF)])
-    result = run_mode(["BR"], base_url=url, timeout=1.0).results["BR"]
+    url = scripted([(1.0, head), (1.0, _GIF)])
+    result = run_mode(["BR"], base_url=url, timeout=1.5).results["BR"]
     assert (result.status, result.error) == (DownloadStatus.OK, None)
     assert (dest / "BR.gif").read_bytes() == _GIF
 

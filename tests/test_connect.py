@@ -139,7 +139,7 @@ def test_a_slow_name_lookup_is_a_connect_timeout(
     result = run_mode(["BR"], base_url=base, timeout=1.0).results["BR"]
     assert result.status is DownloadStatus.ERROR
     assert result.error is not None and "ConnectTimeout" in result.error
-    assert result.finished - result.started < 2.0  # 1 s, not 3 s
+    assert result.finished - result.started < 2.5  # 1 s, not 3 s
     assert list(dest.iterdir()) == []
 
 
@@ -154,7 +154,7 @@ def test_every_address_tried_shares_one_connect_timeout(
     result = run_mode(["BR"], base_url=base, timeout=1.0).results["BR"]
     assert result.status is DownloadStatus.ERROR
     assert result.error is not None and "ConnectTimeout" in result.error
-    assert result.finished - result.started < 2.0  # 1 s, not 3 s
+    assert result.finished - result.started < 2.5  # 1 s, not 3 s
     assert list(dest.iterdir()) == []
 
 
