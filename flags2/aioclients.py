@@ -3,7 +3,10 @@
 A module of its own so that the blocking modes never import asyncio (a cost
 at start-up). The framing is shared with the blocking transport
 (:mod:`flags2.http11`), and so is the plan of the run's clients
-(:mod:`flags2.clientplan`).
+(:mod:`flags2.clientplan`), and so is what the blocking one promises about
+https and proxies (an httpx client of its own), host names (the IDNA 2008
+A-label the Host header carries) and the connect timeout (the lookup and
+every address, together).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from flags2.clientplan import ClientPlan, lean_request
+from flags2.clientplan import ClientPlan, fallback_options, lean_request
 from flags2.http11 import Answer, Stale, request_head, request_timeouts
 from flags2.settings import Settings
 
@@ -156,7 +159,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._verify = verify
         self._limits = limits
-        self._fallback: httpx.AsyncHTTPTransport | None = None
+        self._fallback: httpx.AsyncClient | None = None
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._open: set[_Connection] = set()
         # Each host is looked up once per run, not once per connection.
@@ -165,9 +168,10 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not lean_request(request):
-            return await self._https().handle_async_request(request)
+            return await self._https().send(request, stream=True)
         url = request.url
-        key = (url.host, url.port or 80)
+        # The A-label of the Host header, not the Unicode name (IDNA 2003).
+        key = (url.raw_host.decode("ascii"), url.port or 80)
         timeouts = request_timeouts(request)
         data = request_head(request)
         while True:
@@ -198,7 +202,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                 conn = await self._open_connection(key)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out") from None
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # a label over 63 bytes: Unicode
             raise httpx.ConnectError(str(exc)) from exc
         self._open.add(conn)
         return conn
@@ -265,11 +269,10 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
         self._open.discard(conn)
         conn.close()
 
-    def _https(self) -> httpx.AsyncHTTPTransport:
+    def _https(self) -> httpx.AsyncClient:
         if self._fallback is None:
-            self._fallback = httpx.AsyncHTTPTransport(
-                verify=self._verify, limits=self._limits
-            )
+            options = fallback_options(self._verify, self._limits)
+            self._fallback = httpx.AsyncClient(**options)
         return self._fallback
 
     async def aclose(self) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "CONNECTIONS_PER_CLIENT",
     "USER_AGENT",
     "ClientPlan",
+    "fallback_options",
     "lean_request",
     "lean_transport_fits",
     "split_slots",
@@ -49,6 +50,27 @@ def lean_transport_fits(base_url: str) -> bool:
     return "http" not in proxies and "all" not in proxies
 
 
+def fallback_options(
+    verify: ssl.SSLContext | bool, limits: httpx.Limits
+) -> dict[str, Any]:
+    """The arguments of the client a lean transport hands the rest to (https).
+
+    A client built without ``transport=``, so that httpx2 itself reads the
+    proxy environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``,
+    ``NO_PROXY``) and mounts a proxy wherever plain httpx2 would: after an
+    http->https redirect, the ``HTTPS_PROXY`` gets the ``CONNECT``. The run's
+    client, whose transport is the lean one, ignores that environment (httpx2
+    reads it only when no ``transport=`` is given) and follows the redirects;
+    this one only sends.
+    """
+    return {
+        "verify": verify,
+        "limits": limits,
+        "trust_env": True,
+        "follow_redirects": False,
+    }
+
+
 def lean_request(request: httpx.Request) -> bool:
     """True for what the lean transports carry: a plain-http GET with no body."""
     return (
@@ -64,9 +86,10 @@ class ClientPlan:
     """How a run's clients verify TLS, how big their pools are, whether they go lean.
 
     The lean transport has no pool to scan, so one client holds every slot, and
-    it hands https (a redirect, say) to httpx's own transport, created only
-    then: ``verify=True`` loads the CA store (~35 ms) only if it is needed.
-    Without it, the run's clients share one context, loaded once.
+    it hands https (a redirect, say) to an httpx client of its own
+    (:func:`fallback_options`), created only then: ``verify=True`` loads the
+    CA store (~35 ms) only if it is needed. Without it, the run's clients share
+    one context, loaded once.
     """
 
     verify: ssl.SSLContext | bool

@@ -17,7 +17,17 @@ own pool checks every connection it holds each time it assigns one, which at
 the maintained parsers in :mod:`flags2.http11`. The transport plugs into httpx
 through its public transport API, so redirects, cookies, decoding, timeouts and
 httpx's exception classes are unchanged; anything but a plain-http GET (https,
-a body) goes to httpx's own transport.
+a body) goes to an httpx client of its own
+(:func:`flags2.clientplan.fallback_options`), which honours ``HTTPS_PROXY``,
+``ALL_PROXY`` and ``NO_PROXY`` as plain httpx2 does (a client given
+``transport=`` ignores them).
+
+Both lean transports connect to the name the Host header carries: the host's
+IDNA 2008 A-label (``url.raw_host``), never the Unicode name, which the socket
+layer would encode by IDNA 2003 (``straße.example`` would reach
+``strasse.example`` while asking for ``xn--strae-oqa.example``). The connect
+timeout bounds a whole connection, as in asyncio: the name lookup (in a thread
+of its own, once per host for the run) and every address tried, together.
 
 For ``https://`` servers, or when the environment names a proxy, the run uses
 httpx's own transport, split over several clients of at most
@@ -28,7 +38,6 @@ scanning itself than waiting on the network).
 from __future__ import annotations
 
 import queue
-import select
 import socket
 import ssl
 import threading
@@ -36,10 +45,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
+from typing import Any
 
 import httpx2 as httpx
 
-from flags2.clientplan import ClientPlan, lean_request
+from flags2.clientplan import ClientPlan, fallback_options, lean_request
 from flags2.http11 import (
     RECV_SIZE,
     Answer,
@@ -65,9 +75,22 @@ class _Conn:
         self.reused = False
 
     def idle_and_open(self) -> bool:
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        return not poller.poll(0)  # readable while idle: closed, or garbage
+        """Nothing to read while idle; readable means closed (EOF), or garbage.
+
+        A non-blocking peek, which every platform has (``select.poll`` is not
+        on Windows, ``select.select`` fails above descriptor 1024), and is
+        cheaper than a ``selectors`` object per check. The exchange sets the
+        socket's timeout again before it writes.
+        """
+        sock = self.sock
+        sock.setblocking(False)
+        try:
+            sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return True  # nothing there: idle and open
+        except OSError:
+            return False  # reset while idle
+        return False  # b"" (closed) or a byte nobody asked for
 
     def close(self) -> None:
         self.sock.close()
@@ -90,16 +113,18 @@ class PlainHTTPTransport(httpx.BaseTransport):
     ) -> None:
         self._verify = verify
         self._limits = limits
-        self._fallback: httpx.HTTPTransport | None = None
+        self._fallback: httpx.Client | None = None
         self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._lookups: dict[tuple[str, int], _Lookup] = {}
         self._lock = threading.Lock()
         self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if not lean_request(request):
-            return self._https().handle_request(request)
-        key = (url.host, url.port or 80)
+            return self._https().send(request, stream=True)
+        # The A-label of the Host header, not the Unicode name (IDNA 2003).
+        key = (url.raw_host.decode("ascii"), url.port or 80)
         timeouts = request_timeouts(request)
         data = request_head(request)
         while True:
@@ -159,14 +184,27 @@ class PlainHTTPTransport(httpx.BaseTransport):
         return answer
 
     def _connect(self, key: tuple[str, int], timeout: float | None) -> _Conn:
+        # One deadline for the lookup and every address tried, as asyncio's
+        # twin has (socket.create_connection would give each address the
+        # whole timeout, and the lookup none).
+        clock = _Deadline(timeout)
         try:
-            sock = socket.create_connection(key, timeout=timeout)
+            sock = _open_socket(self._lookup(key).addresses(clock), clock)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out") from None
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # a label over 63 bytes: Unicode
             raise httpx.ConnectError(str(exc)) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return _Conn(sock, key)
+
+    def _lookup(self, key: tuple[str, int]) -> _Lookup:
+        # Each host is looked up once per run, as in asyncio; a failed lookup
+        # is forgotten, so a retry asks again.
+        with self._lock:
+            lookup = self._lookups.get(key)
+            if lookup is None or lookup.failed:
+                lookup = self._lookups[key] = _Lookup(key)
+            return lookup
 
     def _checkout(self, key: tuple[str, int]) -> _Conn | None:
         with self._lock:
@@ -186,12 +224,11 @@ class PlainHTTPTransport(httpx.BaseTransport):
                 return
         conn.close()
 
-    def _https(self) -> httpx.HTTPTransport:
+    def _https(self) -> httpx.Client:
         with self._lock:
             if self._fallback is None:
-                self._fallback = httpx.HTTPTransport(
-                    verify=self._verify, limits=self._limits
-                )
+                options = fallback_options(self._verify, self._limits)
+                self._fallback = httpx.Client(**options)
             return self._fallback
 
     def close(self) -> None:
@@ -204,6 +241,66 @@ class PlainHTTPTransport(httpx.BaseTransport):
             conn.close()
         if fallback is not None:
             fallback.close()
+
+
+_Address = tuple[Any, Any, int, str, Any]  # one entry of getaddrinfo's list
+
+
+def _open_socket(addresses: list[_Address], clock: _Deadline) -> socket.socket:
+    """A socket connected to the first address that answers before `clock` ends."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        timeout = clock.remaining()  # TimeoutError once the deadline has passed
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except BaseException as exc:
+            sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            error = exc  # a timeout too: the next address, if time is left
+            continue
+        return sock
+    # The last error, as socket.create_connection gives.
+    raise error or OSError("getaddrinfo returned no address")
+
+
+class _Lookup:
+    """One name lookup, in a daemon thread that a timed-out caller leaves behind.
+
+    ``getaddrinfo`` cannot be interrupted; waiting for it in another thread
+    lets the connect timeout bound it, as asyncio's ``loop.getaddrinfo`` does.
+    """
+
+    __slots__ = ("_done", "_error", "_result")
+
+    def __init__(self, key: tuple[str, int]) -> None:
+        self._done = threading.Event()
+        self._result: list[_Address] = []
+        self._error: OSError | UnicodeError | None = None
+        threading.Thread(
+            target=self._run, args=key, name="flags2-lookup", daemon=True
+        ).start()
+
+    def _run(self, host: str, port: int) -> None:
+        try:
+            self._result = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    @property
+    def failed(self) -> bool:
+        return self._done.is_set() and self._error is not None
+
+    def addresses(self, clock: _Deadline) -> list[_Address]:
+        if not self._done.is_set() and not self._done.wait(clock.remaining()):
+            raise TimeoutError
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 class _Deadline:

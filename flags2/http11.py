@@ -9,6 +9,11 @@ this module adds is only what a downloader needs on top:
 
 * bounds: the head, the number of fields, the bytes between two body bytes
   (a trailer that never ends) and the body itself;
+* what restarts the read clock (:attr:`Answer.progress`): the end of the
+  final head and each body byte, never an interim (1xx) answer, so the whole
+  head, interim answers included, must arrive within ``--timeout`` (eight
+  ``100 Continue`` heads half a second apart are a timeout at 1 s, not a
+  flag after 4 s);
 * whether the connection may carry another request: only if the answer ended
   exactly at the last byte received and the server keeps it alive;
 * httpx's own exception classes, so callers catch one hierarchy.
@@ -21,7 +26,7 @@ this module adds is only what a downloader needs on top:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import h11
 import httptools
@@ -50,8 +55,8 @@ class Stale(Exception):
     """A reused connection closed before answering: try a fresh one."""
 
 
-class _Done(Exception):
-    """Raised inside the parser's callback to stop it right after the answer."""
+class _Stop(Exception):
+    """Raised inside a parser callback to stop it; why is kept in the Answer."""
 
 
 def request_head(request: httpx.Request) -> bytes:
@@ -74,13 +79,19 @@ class Answer:
     Interim (1xx) heads are skipped. Whatever comes after the answer is never
     parsed: the parser stops on the answer's last byte, and the connection is
     then not reused unless that byte was the last one received.
+
+    A callback stops the parser by raising; httptools then raises
+    ``HttpParserCallbackError`` from ``feed_data``. Why it stopped (the end of
+    the answer, or the error to raise) is recorded by the callback itself in
+    ``complete`` and ``_error``: nothing is read back from the exception, whose
+    ``__context__`` httptools sets by hand and does not document.
     """
 
     __slots__ = (
+        "_error",
         "_fields",
         "_framed",
         "_heading",
-        "_interims",
         "_length",
         "_loose",
         "_parser",
@@ -116,13 +127,15 @@ class Answer:
         self._loose = 0  # bytes fed since the last body byte (or the start)
         self._fields = 0
         self._size = 0  # bytes of header and trailer fields
-        self._interims = 0
+        self._error: httpx.RemoteProtocolError | None = None  # why a callback stopped
         self._length = ""  # the announced Content-Length, for error messages
 
     @property
     def progress(self) -> int:
-        """Grows with each body byte and each interim answer: what restarts a timer."""
-        return len(self.body) + self._interims
+        """Grows at the end of the final head and with each body byte: what
+        restarts the read clock. Interim (1xx) answers do not: the whole head,
+        interim answers included, is bounded by one timeout."""
+        return len(self.body) + (not self._heading)
 
     def feed(self, data: bytes) -> None:
         """Parse `data`; raises httpx.RemoteProtocolError for a malformed answer."""
@@ -168,19 +181,17 @@ class Answer:
     def _parse(self, data: memoryview) -> None:
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _Done):
-                return
-            if isinstance(cause, httpx.RemoteProtocolError):
-                raise cause from None
+        except httptools.HttpParserError as exc:
+            # Our own record first: a callback that stopped the parser said why.
+            if self.complete:
+                return  # stopped on the answer's last byte
+            if self._error is not None:
+                raise self._error from None
             raise httpx.RemoteProtocolError(f"malformed response: {exc}") from exc
         except httptools.HttpParserUpgrade:
             raise httpx.RemoteProtocolError(
                 "unexpected protocol switch (101) in the response"
             ) from None
-        except httptools.HttpParserError as exc:
-            raise httpx.RemoteProtocolError(f"malformed response: {exc}") from exc
 
     # -- httptools callbacks ---------------------------------------------------
 
@@ -191,9 +202,9 @@ class Answer:
         self._fields += 1
         self._size += len(name) + len(value) + 4
         if self._fields > _MAX_FIELDS:
-            raise httpx.RemoteProtocolError("too many response header fields")
+            self._fail("too many response header fields")
         if self._size > MAX_HEAD:
-            raise httpx.RemoteProtocolError(f"response head over {MAX_HEAD} bytes")
+            self._fail(f"response head over {MAX_HEAD} bytes")
         if self._heading:
             self.headers.append((name, value))
 
@@ -208,37 +219,37 @@ class Answer:
         codings = [v for n, v in self.headers if n.lower() == b"transfer-encoding"]
         if codings and (len(codings) > 1 or codings[0].strip().lower() != b"chunked"):
             # As httpx's own transport (h11): chunked is the only coding known.
-            raise httpx.RemoteProtocolError(
-                f"unsupported Transfer-Encoding: {b', '.join(codings)!r}"
-            )
+            self._fail(f"unsupported Transfer-Encoding: {b', '.join(codings)!r}")
         lengths = [v for n, v in self.headers if n.lower() == b"content-length"]
         if lengths and lengths[0].strip().isdigit():
             if int(lengths[0]) > MAX_BODY:
-                raise _too_big()
+                self._fail(_TOO_BIG)
             self._length = f", expected {int(lengths[0])}"
         self._framed = bool(codings or lengths)
 
     def on_body(self, data: bytes) -> None:
         if len(self.body) + len(data) > MAX_BODY:
-            raise _too_big()
+            self._fail(_TOO_BIG)
         self.body += data
 
     def on_message_complete(self) -> None:
         if self._heading:  # the end of an interim answer: the real one follows
             self.status, self.reason, self._fields, self._size = 0, b"", 0, 0
             self.headers = []
-            self._interims += 1
             return
         self.complete = True
         self.keep_alive = self._parser.should_keep_alive()
-        raise _Done
+        raise _Stop  # nothing after the answer is parsed
+
+    def _fail(self, message: str) -> NoReturn:
+        self._error = httpx.RemoteProtocolError(message)
+        raise _Stop
 
     def extensions(self) -> dict[str, Any]:
         return {"http_version": self.version, "reason_phrase": self.reason.strip()}
 
 
-def _too_big() -> httpx.RemoteProtocolError:
-    return httpx.RemoteProtocolError(f"response body over {MAX_BODY} bytes: not a flag")
+_TOO_BIG = f"response body over {MAX_BODY} bytes: not a flag"
 
 
 def _disconnected() -> httpx.RemoteProtocolError:

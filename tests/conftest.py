@@ -10,11 +10,13 @@ server would, instead of its default 500.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -22,7 +24,7 @@ from pytest_httpserver import HTTPServer
 from flags2.runner import load_mode
 from flags2.settings import Settings
 from flags2.tracker import Tracker
-from tests.helpers import MODES, Answers, KeptAlive, RunFn, Script
+from tests.helpers import MODES, Answers, FakeDNS, KeptAlive, RunFn, Script
 
 # A suite started as a background job (``pytest &`` in a script) inherits an
 # ignored SIGINT, and so would every command it starts: flags2 rightly keeps
@@ -201,3 +203,92 @@ def kept_alive() -> Iterator[Callable[[Answers], KeptAlive]]:
     for listener in listeners:
         listener.shutdown(socket.SHUT_RDWR)
         listener.close()
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDNS]:
+    """Name resolution without a network: see :class:`tests.helpers.FakeDNS`.
+
+    ``socket.getaddrinfo`` is patched; asyncio's ``loop.getaddrinfo`` calls it
+    in its executor, so both transports, and httpx's own, ask it.
+    """
+    dns = FakeDNS()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            dns.asked.append(name)
+        else:
+            return real(host, port, *args, **kwargs)
+        if name not in dns.names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        dns.ended.wait(dns.delays.get(name, 0))
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+             (ip, int(port) if number is None else number))
+            for ip, number in dns.names[name]
+        ]  # fmt: skip
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield dns
+    dns.ended.set()
+
+
+@pytest.fixture
+def silent_address() -> Iterator[tuple[str, int]]:
+    """A loopback address whose connections never complete (and never fail).
+
+    A listener with a backlog of 0 that nobody accepts from, filled until a
+    connection stops completing: the kernel then drops every new SYN, as a
+    black-holed host would, so a connect waits for its own timeout.
+    """
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            filler = socket.socket()
+            fillers.append(filler)
+            filler.settimeout(0.2)
+            try:
+                filler.connect(listener.getsockname())
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("the listen queue never filled")
+        yield listener.getsockname()
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+@pytest.fixture
+def recording_proxy() -> Iterator[tuple[str, list[bytes]]]:
+    """A proxy that records each request line and refuses it (403, then closes).
+
+    Yields its URL and the request lines it got, such as
+    ``b"CONNECT host:443 HTTP/1.1"`` for an https URL.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    lines: list[bytes] = []
+
+    def serve(conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as request, contextlib.suppress(OSError):
+            lines.append(request.readline().rstrip(b"\r\n"))
+            while request.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", lines
+    listener.shutdown(socket.SHUT_RDWR)
+    listener.close()

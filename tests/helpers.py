@@ -22,6 +22,7 @@ __all__ = [
     "FLAGS_DIR",
     "MODES",
     "Answers",
+    "FakeDNS",
     "KeptAlive",
     "RunFn",
     "Script",
@@ -116,3 +117,20 @@ def installed(command: str) -> str:
     if executable is None:
         pytest.skip(f"{command} is not on PATH (pip install -e . installs it)")
     return executable
+
+
+class FakeDNS:
+    """The names a patched ``socket.getaddrinfo`` answers, and the names it was asked.
+
+    ``names`` maps a host name to the loopback addresses it resolves to (the
+    port asked is kept when an address gives none); ``delays`` holds a name's
+    lookup that long (seconds), until the test ends. Every name that is not an
+    IP address is recorded in ``asked``, whoever asks (the lean transports,
+    asyncio's executor, httpx's own transports).
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, list[tuple[str, int | None]]] = {}
+        self.delays: dict[str, float] = {}
+        self.asked: list[str] = []
+        self.ended = threading.Event()

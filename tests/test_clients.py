@@ -191,16 +191,31 @@ def test_a_head_that_stops_after_its_status_line_times_out(
     assert list(dest.iterdir()) == []
 
 
-def test_each_interim_answer_gets_its_own_read_timeout(
+def test_interim_answers_do_not_restart_the_head_timeout(
     scripted: Script, run_mode: RunFn, dest: Path
 ) -> None:
-    # Two 102s 0.6 s apart, then the flag: 1.2 s in all, every wait under the
-    # 1 s read timeout. httpx's own transports accept it; so must each mode.
+    # Eight 100s 0.5 s apart, then the flag: every wait under the 1 s timeout,
+    # the whole head (4 s) far over it. The whole head, interim answers
+    # included, must arrive within --timeout.
     final = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(_GIF), _GIF)
-    processing = b"HTTP/1.1 102 Processing\r\n\r\n"
-    url = scripted([(0, processing), (0.6, processing), (0.6, final)])
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    url = scripted([(0.5, interim)] * 8 + [(0, final)])
     result = run_mode(["BR"], base_url=url, timeout=1.0).results["BR"]
-    assert (result.status, result.bytes) == (DownloadStatus.OK, len(_GIF))
+    assert result.status is DownloadStatus.ERROR
+    assert result.error is not None and "ReadTimeout" in result.error
+    assert result.finished - result.started < 2.5  # 1 s, not 4 s
+    assert list(dest.iterdir()) == []
+
+
+def test_the_wait_for_the_body_starts_when_the_head_ends(
+    scripted: Script, run_mode: RunFn, dest: Path
+) -> None:
+    # The head after 1 s, the body 1 s later: each wait under the 1.5 s
+    # timeout, so the flag arrives though the whole answer takes 2 s.
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(_GIF)
+    url = scripted([(1.0, head), (1.0, _GIF)])
+    result = run_mode(["BR"], base_url=url, timeout=1.5).results["BR"]
+    assert (result.status, result.error) == (DownloadStatus.OK, None)
     assert (dest / "BR.gif").read_bytes() == _GIF
 
 

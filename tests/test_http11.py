@@ -8,11 +8,17 @@ saves a wrong or incomplete flag, and says why in httpx's own classes.
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httptools
 import httpx2 as httpx
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from flags2.http11 import MAX_BODY, MAX_HEAD, Answer
 from flags2.status import DownloadStatus
@@ -355,3 +361,79 @@ def test_the_parser_stops_on_the_last_byte_of_the_answer() -> None:
     glued = Answer()
     glued.feed(_BR + _CN)
     assert (glued.reusable, bytes(glued.body)) == (False, GIF)
+
+
+# -- httptools: the floor, and only documented behaviour -----------------------
+
+# The first httptools with everything Answer calls: set_dangerous_leniencies
+# arrived in 0.6.3 (with 0.6.1 and 0.6.2 every flag fails, AttributeError).
+_FIRST_GOOD_HTTPTOOLS = Version("0.6.3")
+_PARSER_METHODS = (
+    "feed_data",
+    "get_http_version",
+    "get_status_code",
+    "set_dangerous_leniencies",
+    "should_keep_alive",
+)
+
+
+def test_the_httptools_floor_has_everything_the_parser_calls() -> None:
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    (declared,) = [r for r in map(Requirement, dependencies) if r.name == "httptools"]
+    floors = [Version(s.version) for s in declared.specifier if s.operator == ">="]
+    assert floors and min(floors) >= _FIRST_GOOD_HTTPTOOLS, declared
+    installed = importlib.metadata.version("httptools")
+    assert declared.specifier.contains(installed), (installed, str(declared))
+    parser = httptools.HttpResponseParser(Answer())
+    missing = [name for name in _PARSER_METHODS if not hasattr(parser, name)]
+    assert missing == [], f"httptools {installed} lacks {missing}"
+
+
+class _ParserWithoutContext:
+    """httptools' parser, but its callback errors carry no ``__context__``."""
+
+    def __init__(self, protocol: Any) -> None:
+        self._parser = _REAL_PARSER(protocol)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
+
+    def feed_data(self, data: Any) -> None:
+        try:
+            self._parser.feed_data(data)
+            return
+        except httptools.HttpParserCallbackError as exc:
+            error = httptools.HttpParserCallbackError(*exc.args)
+        raise error  # outside the handler: no __context__ at all
+
+
+_REAL_PARSER = httptools.HttpResponseParser
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        (_BR, "reusable"),
+        (_BR + b"junk", "complete"),  # stopped on its last byte, junk unread
+        (_TE + b"\r\n" + _chunked(GIF), "reusable"),
+        (_ok(head=b"".join(b"X-%d: v\r\n" % i for i in range(300))), "fields"),
+        (_TE.replace(b"chunked", b"gzip") + b"\r\n" + GIF, "Transfer-Encoding"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1), "over"),
+    ],
+    ids=["clean", "junk-after", "chunked", "too-many-fields", "te-gzip", "too-big"],
+)
+def test_why_the_parser_stopped_is_known_without_the_exception_context(
+    monkeypatch: pytest.MonkeyPatch, answer: bytes, outcome: str
+) -> None:
+    # httptools sets HttpParserCallbackError.__context__ by hand, undocumented:
+    # the end of an answer, and our own errors, must not depend on it.
+    monkeypatch.setattr(httptools, "HttpResponseParser", _ParserWithoutContext)
+    parsed = Answer()
+    if outcome in ("reusable", "complete"):
+        parsed.feed(answer)
+        assert parsed.complete and bytes(parsed.body) == GIF
+        assert parsed.reusable is (outcome == "reusable")
+    else:
+        with pytest.raises(httpx.RemoteProtocolError, match=outcome):
+            parsed.feed(answer)
