@@ -5,9 +5,11 @@ Fixtures stay in ``conftest.py``; test modules import these by name.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -20,8 +22,10 @@ from flags2.tracker import Tracker
 
 __all__ = [
     "FLAGS_DIR",
+    "FLAKY_FAULTS",
     "MODES",
     "Answers",
+    "Flaky",
     "KeptAlive",
     "RunFn",
     "Script",
@@ -98,6 +102,35 @@ class KeptAlive:
         self.requests: list[tuple[int, bytes]] = []  # (connection number, target)
         self.connections = 0
         self.sent = threading.Semaphore(0)  # released after each step is sent
+
+
+FLAKY_FAULTS = ["reset", "truncate", "truncate-chunked", "silent", "stall"]
+"""What the ``flaky`` server can do to a request (see that fixture)."""
+
+
+class Flaky:
+    """What a flaky server saw: its base URL and when each request for BR came."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.arrivals: list[float] = []  # time.monotonic() of each request
+        self._lock = threading.Lock()
+
+    def arrived(self) -> int:
+        """Count a request arriving now; return its number, from 1."""
+        with self._lock:
+            self.arrivals.append(time.monotonic())
+            return len(self.arrivals)
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return len(self.arrivals)
+
+    def gaps(self) -> list[float]:
+        """Seconds between each request and the one before it."""
+        with self._lock:
+            return [b - a for a, b in itertools.pairwise(self.arrivals)]
 
 
 def colour_pixels(png: Path, colour: str) -> int:
