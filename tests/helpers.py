@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
+import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Callable
@@ -144,8 +147,23 @@ def colour_pixels(png: Path, colour: str) -> int:
 
 
 def installed(command: str) -> str:
-    """The path of the installed `command`; the test skips if it is not on PATH."""
-    executable = shutil.which(command)
-    if executable is None:
-        pytest.skip(f"{command} is not on PATH (pip install -e . installs it)")
-    return executable
+    """The path of the installed `command`, beside the interpreter running the tests.
+
+    pip puts a package's commands in the same folder as its ``python``
+    (``bin/``, or ``Scripts/`` with ``flags2.exe`` on Windows), so they are
+    found there even when that folder is not on PATH (the venv's python run
+    by its path). A command missing there fails the test: a skip would hide
+    that the commands were never tested.
+    """
+    folders = list(
+        dict.fromkeys([str(Path(sys.executable).parent), sysconfig.get_path("scripts")])
+    )
+    found = shutil.which(command, path=os.pathsep.join(folders))
+    if found is None:
+        pytest.fail(
+            f"{command} is not installed beside {sys.executable} (looked in"
+            f" {', '.join(folders)}): run pip install -e . with this"
+            " interpreter",
+            pytrace=False,
+        )
+    return found
