@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -36,6 +37,7 @@ __all__ = [
     "flag_bytes",
     "installed",
     "leftovers",
+    "noise",
     "real_metadata",
     "requested",
     "serve_flags",
@@ -134,6 +136,20 @@ class Flaky:
         """Seconds between each request and the one before it."""
         with self._lock:
             return [b - a for a, b in itertools.pairwise(self.arrivals)]
+
+
+_NOISE = re.compile(r"Traceback|error serving|Exception|\w*Error\b")
+
+
+def noise(text: str) -> list[str]:
+    """The lines of `text` (a server's or a client's stderr) showing an error
+    that escaped: a traceback, the servers' one-line ``error serving ...``, an
+    exception's name (``BrokenPipeError: ...``, ``Exception ignored in ...``).
+
+    >>> noise("servers stopped\\nerror serving 127.0.0.1: OSError: x\\n")
+    ['error serving 127.0.0.1: OSError: x']
+    """
+    return [line for line in text.splitlines() if _NOISE.search(line)]
 
 
 def colour_pixels(png: Path, colour: str) -> int:
