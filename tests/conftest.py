@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import signal
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,17 @@ from pytest_httpserver import HTTPServer
 from flags2.runner import load_mode
 from flags2.settings import Settings
 from flags2.tracker import Tracker
-from tests.helpers import MODES, Answers, FakeDNS, KeptAlive, RunFn, Script
+from tests.helpers import (
+    FLAKY_FAULTS,
+    MODES,
+    Answers,
+    FakeDNS,
+    Flaky,
+    KeptAlive,
+    RunFn,
+    Script,
+    flag_bytes,
+)
 
 # A suite started as a background job (``pytest &`` in a script) inherits an
 # ignored SIGINT, and so would every command it starts: flags2 rightly keeps
@@ -145,6 +156,83 @@ def raw_server(scripted: Script) -> Callable[[bytes], str]:
     Call it with the bytes; it returns the base URL.
     """
     return lambda answer: scripted([(0, answer)])
+
+
+@pytest.fixture
+def flaky() -> Iterator[Callable[[str, int], Flaky]]:
+    """A server whose first `failures` requests for BR's flag meet `fault`.
+
+    Every later request for it gets the whole flag (on a connection kept
+    alive); any other path is a 404. `fault` is one of FLAKY_FAULTS:
+
+    - ``reset``: a TCP RST once the request is read, before any byte;
+    - ``truncate``: the whole Content-Length, half the body, then close;
+    - ``truncate-chunked``: chunks up to half the body, then close (no last chunk);
+    - ``silent``: not a byte, until the client leaves (or the test ends);
+    - ``stall``: the head, then nothing, as the ERROR server's stall.
+    """
+    listeners: list[socket.socket] = []
+    done = threading.Event()
+    body = flag_bytes("BR")
+    whole = b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"
+    faults: dict[str, bytes] = {
+        "truncate": whole + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body[: len(body) // 2],
+        "truncate-chunked": whole + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (
+            body[i : i + 500] for i in range(0, len(body) // 2, 500))),
+        "stall": whole + b"Content-Length: %d\r\n\r\n" % len(body),
+    }  # fmt: skip
+    good = whole + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    # Closed after a 404: a reset on a reused connection is rightly retried at
+    # once on a new one (a keep-alive race, not a fault), which is not tested here.
+    not_found = (
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+
+    def start(fault: str, failures: int) -> Flaky:
+        assert fault in FLAKY_FAULTS, fault
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        seen = Flaky(f"http://127.0.0.1:{listener.getsockname()[1]}/flags")
+
+        def misbehave(conn: socket.socket) -> None:
+            if fault == "reset":  # SO_LINGER 0: close() sends RST, not FIN
+                conn.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                return
+            conn.sendall(faults.get(fault, b""))
+            if fault in ("silent", "stall"):
+                done.wait(30)
+
+        def serve(conn: socket.socket) -> None:
+            with conn, conn.makefile("rb") as request, contextlib.suppress(OSError):
+                while line := request.readline():
+                    while request.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    if not line.startswith(b"GET /flags/br/br.gif "):
+                        conn.sendall(not_found)
+                        return
+                    if seen.arrived() <= failures:
+                        misbehave(conn)
+                        return
+                    conn.sendall(good)
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return seen
+
+    yield start
+    done.set()
+    for listener in listeners:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
 
 
 @pytest.fixture

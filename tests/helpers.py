@@ -5,9 +5,15 @@ Fixtures stay in ``conftest.py``; test modules import these by name.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import re
 import shutil
+import sys
+import sysconfig
 import threading
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -20,9 +26,11 @@ from flags2.tracker import Tracker
 
 __all__ = [
     "FLAGS_DIR",
+    "FLAKY_FAULTS",
     "MODES",
     "Answers",
     "FakeDNS",
+    "Flaky",
     "KeptAlive",
     "RunFn",
     "Script",
@@ -30,6 +38,7 @@ __all__ = [
     "flag_bytes",
     "installed",
     "leftovers",
+    "noise",
     "real_metadata",
     "requested",
     "serve_flags",
@@ -101,6 +110,49 @@ class KeptAlive:
         self.sent = threading.Semaphore(0)  # released after each step is sent
 
 
+FLAKY_FAULTS = ["reset", "truncate", "truncate-chunked", "silent", "stall"]
+"""What the ``flaky`` server can do to a request (see that fixture)."""
+
+
+class Flaky:
+    """What a flaky server saw: its base URL and when each request for BR came."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.arrivals: list[float] = []  # time.monotonic() of each request
+        self._lock = threading.Lock()
+
+    def arrived(self) -> int:
+        """Count a request arriving now; return its number, from 1."""
+        with self._lock:
+            self.arrivals.append(time.monotonic())
+            return len(self.arrivals)
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return len(self.arrivals)
+
+    def gaps(self) -> list[float]:
+        """Seconds between each request and the one before it."""
+        with self._lock:
+            return [b - a for a, b in itertools.pairwise(self.arrivals)]
+
+
+_NOISE = re.compile(r"Traceback|error serving|Exception|\w*Error\b")
+
+
+def noise(text: str) -> list[str]:
+    """The lines of `text` (a server's or a client's stderr) showing an error
+    that escaped: a traceback, the servers' one-line ``error serving ...``, an
+    exception's name (``BrokenPipeError: ...``, ``Exception ignored in ...``).
+
+    >>> noise("servers stopped\\nerror serving 127.0.0.1: OSError: x\\n")
+    ['error serving 127.0.0.1: OSError: x']
+    """
+    return [line for line in text.splitlines() if _NOISE.search(line)]
+
+
 def colour_pixels(png: Path, colour: str) -> int:
     """How many pixels of the picture `png` have `colour` (``#rrggbb``)."""
     import numpy as np
@@ -112,11 +164,26 @@ def colour_pixels(png: Path, colour: str) -> int:
 
 
 def installed(command: str) -> str:
-    """The path of the installed `command`; the test skips if it is not on PATH."""
-    executable = shutil.which(command)
-    if executable is None:
-        pytest.skip(f"{command} is not on PATH (pip install -e . installs it)")
-    return executable
+    """The path of the installed `command`, beside the interpreter running the tests.
+
+    pip puts a package's commands in the same folder as its ``python``
+    (``bin/``, or ``Scripts/`` with ``flags2.exe`` on Windows), so they are
+    found there even when that folder is not on PATH (the venv's python run
+    by its path). A command missing there fails the test: a skip would hide
+    that the commands were never tested.
+    """
+    folders = list(
+        dict.fromkeys([str(Path(sys.executable).parent), sysconfig.get_path("scripts")])
+    )
+    found = shutil.which(command, path=os.pathsep.join(folders))
+    if found is None:
+        pytest.fail(
+            f"{command} is not installed beside {sys.executable} (looked in"
+            f" {', '.join(folders)}): run pip install -e . with this"
+            " interpreter",
+            pytrace=False,
+        )
+    return found
 
 
 class FakeDNS:

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import threading
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,36 @@ from tests.helpers import flag_bytes, installed, serve_flags
 SCRIPTS = ["flags2-sequential", "flags2-threadpool", "flags2-asyncio"]
 
 
+def _program(name: str) -> str:
+    """The interpreter as it is, any other command as installed beside it."""
+    return name if name == sys.executable else installed(name)
+
+
 def _block_buffered() -> dict[str, str]:
     """The environment, with stdout block-buffered as into any pipe."""
     return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
+def test_every_command_is_found_beside_the_interpreter_whatever_path_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As when the venv's python is run by its path, its bin/ not on PATH.
+    monkeypatch.setenv("PATH", os.defpath)
+    scripts = metadata.distribution("flags2").entry_points.select(
+        group="console_scripts"
+    )
+    assert sorted(script.name for script in scripts) == sorted(["flags2", *SCRIPTS])
+    beside = {Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))}
+    for script in scripts:
+        found = Path(installed(script.name))
+        assert found.parent in beside and found.stem == script.name, found
+
+
+def test_a_missing_command_fails_the_test_rather_than_skipping_it() -> None:
+    with pytest.raises(pytest.fail.Exception) as failed:
+        installed("flags2-not-a-command")
+    assert "flags2-not-a-command is not installed beside" in str(failed.value)
+    assert sys.executable in str(failed.value)
 
 
 @pytest.mark.parametrize(
@@ -39,7 +68,7 @@ def test_installed_commands_download(
     command: list[str], connections: str, httpserver: HTTPServer, dest: Path
 ) -> None:
     serve_flags(httpserver, ["BR"])
-    executable = installed(command[0])
+    executable = _program(command[0])
     proc = subprocess.run(
         [
             executable,
@@ -203,7 +232,7 @@ def test_help_on_every_installed_command(command: list[str], option: str) -> Non
 )
 def test_version(command: list[str]) -> None:
     proc = subprocess.run(
-        [installed(command[0]), *command[1:], "--version"],
+        [_program(command[0]), *command[1:], "--version"],
         capture_output=True,
         text=True,
         timeout=60,

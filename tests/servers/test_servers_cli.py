@@ -15,7 +15,11 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from flags2.codes import all_country_codes
 from flags2.servers.cli import main
+from flags2.servers.options import ServerOptions
+from flags2.servers.plan import planned
+from tests.helpers import noise
 
 
 @pytest.fixture
@@ -101,7 +105,29 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--supervised" not in out
 
 
+def _gif(cc: str) -> str:
+    return f"/{cc.lower()}/{cc.lower()}.gif"
+
+
+def _no_answer(sock: socket.socket) -> bytes:
+    """What `sock` receives before its peer is gone (b"" when nothing)."""
+    sock.settimeout(5)
+    try:
+        return sock.recv(100)
+    except ConnectionResetError:
+        return b""
+
+
 def test_serves_until_sigint_and_exits_0(tmp_path: Path) -> None:
+    # Seed 5 and delays of 0-30 s: the plan says which GET ERROR answers at
+    # once and which it holds for over 20 s, so those are surely in flight.
+    options = ServerOptions(seed=5, min_delay=0, max_delay=30, error_rate=1)
+    delays = sorted(
+        (planned(5, "error", "/flags" + _gif(cc), 0, options).delay, cc)
+        for cc in all_country_codes()
+    )
+    (quick_delay, quick), held = delays[0], [cc for _, cc in delays[-4:]]
+    assert quick_delay < 0.5 and delays[-4][0] > 20, delays
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -116,7 +142,7 @@ def test_serves_until_sigint_and_exits_0(tmp_path: Path) -> None:
             "--min-delay",
             "0",
             "--max-delay",
-            "0.01",
+            "30",
             "--error-rate",
             "1",
         ],
@@ -125,25 +151,41 @@ def test_serves_until_sigint_and_exits_0(tmp_path: Path) -> None:
         text=True,
         cwd=tmp_path,  # the data is found from the package, not the cwd
     )
+    waiting: list[socket.socket] = []
     try:
         assert proc.stdout is not None
         banner = [proc.stdout.readline() for _ in range(3)]
         assert banner[0].startswith("seed 5 ")
         urls = dict(re.findall(r"^(LOCAL|ERROR) +(\S+)", "".join(banner), re.MULTILINE))
         assert set(urls) == {"LOCAL", "ERROR"}
+        error = httpx.URL(urls["ERROR"])
         with httpx.Client() as client:
             assert client.get(urls["LOCAL"] + "/br/br.gif").status_code == 200
-            assert client.get(urls["ERROR"] + "/br/br.gif").status_code == 418
+            assert client.get(urls["ERROR"] + _gif(quick)).status_code == 418
+            for cc in held:
+                sock = socket.create_connection((error.host, error.port), timeout=5)
+                waiting.append(sock)
+                sock.sendall(
+                    f"GET {error.path}{_gif(cc)} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+                )
+            deadline = time.monotonic() + 10
+            stats = error.join("/_stats")
+            while client.get(stats).json()["in_flight"] != len(held):
+                assert time.monotonic() < deadline, client.get(stats).json()
+                time.sleep(0.01)
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=5)
-        assert time.monotonic() - started < 2  # prompt, even with requests in flight
+        assert time.monotonic() - started < 2  # prompt, with requests in flight
+        assert [_no_answer(sock) for sock in waiting] == [b""] * len(held)
     finally:
+        for sock in waiting:
+            sock.close()
         if proc.poll() is None:  # pragma: no cover - only on failure
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
-    assert "Traceback" not in err
+    assert noise(err) == [], err
     assert "servers stopped" in err
 
 
@@ -159,4 +201,4 @@ def test_sigterm_stops_cleanly() -> None:
     assert proc.stdout.readline().startswith("DELAY ")
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=5)
-    assert proc.returncode == 0 and "Traceback" not in err
+    assert proc.returncode == 0 and noise(err) == [], err

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -118,4 +119,20 @@ def test_is_listening_on_a_closed_port() -> None:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     assert not is_listening("127.0.0.1", port)
-    assert sys.executable  # the launcher runs servers with this interpreter
+
+
+def test_the_launcher_runs_servers_with_this_interpreter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not whichever python is first on PATH: this one has flags2 installed.
+    started: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def spy(args: list[str], **options: Any) -> subprocess.Popen[str]:
+        started.append(list(args))
+        return real_popen(args, **options)
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    with background(["local"], args=FAST) as running:
+        assert httpx.get(running.urls["local"] + "/br/br.gif").status_code == 200
+    assert [args[0] for args in started] == [sys.executable]
