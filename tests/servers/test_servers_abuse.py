@@ -256,3 +256,18 @@ def test_connections_beyond_the_capacity_wait_their_turn(
         while gate.open and time.monotonic() < deadline:
             time.sleep(0.01)
         assert gate.open == 0  # every slot given back
+
+
+def test_connections_are_capped_however_many_descriptors_there_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flags2.servers.limits
+
+    monkeypatch.setattr(flags2.servers.limits, "connection_capacity", lambda: 10**6)
+    gate = flags2.servers.limits.ConnectionGate(most=3)
+    assert [gate.admit(0.01) for _ in range(4)] == [True, True, True, False]
+    gate.release()
+    assert gate.admit(0.01)
+    most = flags2.servers.limits.MAX_CONNECTIONS
+    default = flags2.servers.limits.ConnectionGate()
+    assert sum(default.admit(0) for _ in range(most + 1)) == most

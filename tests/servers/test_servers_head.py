@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from flags2.servers.handler import FlagRequestHandler
 from flags2.servers.head import BODY_LIMIT, HEAD_LIMIT, HEADER_LINES
 from flags2.servers.testing import RawResponse, ServerFactory, read_response
 
@@ -203,3 +204,32 @@ def test_a_get_without_a_body_keeps_the_connection_alive(
     )
     assert [r.status for r in responses] == [200, 200, 200]
     assert json.loads(responses[2].body)["connections"] == 1
+
+
+def test_a_get_keeps_only_the_headers_it_needs_while_it_waits(
+    start_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[list[tuple[str, str]], bytes]] = []
+    real = FlagRequestHandler._send_normal
+
+    def record(self: FlagRequestHandler, *, head: bool) -> None:
+        seen.append((list(self.headers.items()), self.raw_requestline))
+        real(self, head=head)
+
+    monkeypatch.setattr(FlagRequestHandler, "_send_normal", record)
+    server = start_server("delay")
+    lines = b"".join(b"X-%d: %s\r\n" % (i, b"a" * 200) for i in range(40))
+    head = GIF + lines + b'If-None-Match: "x"\r\n\r\n'
+    assert _exchange(server.port, head, 1)[0][0].status == 200
+    # Sleeping its delay, the request held its whole head: now just this.
+    assert seen == [([("If-None-Match", '"x"')], b"")]
+
+
+def test_a_body_must_arrive_within_the_head_s_deadline(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server("local", idle_timeout=0.5)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(GIF + b"Content-Length: 10\r\n\r\nab")
+        # Never answered: dropped once the head's clock runs out.
+        assert sock.recv(100) == b""
