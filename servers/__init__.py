@@ -12,7 +12,9 @@ is installed as the package ``flags2.servers``); embed them with
     DELAY  http://127.0.0.1:8001/flags  delay 0.5-2 s
 
 Modules: `options` (settings), `plan` (the seeded plan), `stats` (``/_stats``),
-`handler` (request handling and faults), `limits` (descriptors, head deadline),
+`handler` (request handling and faults), `connection` (the hardened HTTP/1.1
+connection under it), `head` (bounds on a request's head and body), `limits`
+(descriptors, connections, head deadline),
 `server` (binding and lifetime), `cli` (command line), `launch` (child process),
 `lease` (a bundled server shared by runs), `slow` (the book's script).
 """

@@ -1,11 +1,11 @@
 """Request handling: static files, the seeded delay, injected faults, ``/_stats``.
 
-`FlagRequestHandler` is `http.server.SimpleHTTPRequestHandler` hardened for load
-tests: HTTP/1.1 keep-alive with an exact ``Content-Length`` on every response
-(errors included), only GET and HEAD, no way out of the served folder, and no
-traceback when a client hangs up. Each GET (404s and listings too, as in the
-book) first waits the delay `flags2.servers.plan.planned` gives for it; on ERROR some
-GETs then get a fault instead of their answer:
+`FlagRequestHandler` serves the flags folder over the hardened connection of
+`flags2.servers.connection.HardenedRequestHandler` (keep-alive, GET and HEAD
+only, bounded heads, no traceback), with an exact ``Content-Length`` on every
+response and no way out of the served folder. Each GET (404s and listings too,
+as in the book) first waits the delay `flags2.servers.plan.planned` gives for
+it; on ERROR some GETs then get a fault instead of their answer:
 
 =============  ===========================================================
 teapot         ``418 I'm a Teapot`` (the book's fault)
@@ -22,31 +22,24 @@ HEAD is never delayed nor faulted, so a client can probe a server cheaply.
 
 Nothing a client sends raises out of a request: a target whose %-escapes do not
 decode as UTF-8 (``/%ff``, overlong ``%c0%ae``) is a ``400`` on a connection
-that stays open, a head must arrive whole within the idle timeout of its first
-byte (`flags2.servers.limits.HeadReader`), and a bug left anyway is a ``500`` and one
-line on stderr, never a traceback.
+that stays open, and a bug left anyway is a ``500`` and one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import html
 import io
 import json
 import os
 import re
-import shutil
 import socket
 import struct
-import sys
 import time
 from http import HTTPStatus
-from http.server import SimpleHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .limits import HeadReader
+from .connection import HardenedRequestHandler
 from .plan import Planned, planned
 
 if TYPE_CHECKING:
@@ -57,7 +50,7 @@ __all__ = ["STATS_PATH", "FlagRequestHandler"]
 STATS_PATH = "/_stats"
 """Path of the JSON counters; never delayed, faulted nor counted."""
 
-_ALLOWED = "GET, HEAD"
+_CHUNK = 64 * 1024
 _FLAG_GIF = re.compile(r"/flags/([a-z]{2})/\1\.gif")
 
 _HTML_PAGE = b"""\
@@ -98,68 +91,18 @@ def _label(path: str) -> str:
     return match.group(1).upper() if match else path
 
 
-class FlagRequestHandler(SimpleHTTPRequestHandler):
+class FlagRequestHandler(HardenedRequestHandler):
     """Handle one connection for a `flags2.servers.server.FlagServer`.
 
     The server is reached through ``self.server``; everything configurable comes
     from its frozen `flags2.servers.options.ServerOptions`.
     """
 
-    server: FlagServer
-    protocol_version = "HTTP/1.1"
     server_version = "flags2-servers/0.1"
-    # Headers and body go out in separate writes; with Nagle's algorithm the body
-    # would wait for the client's delayed ACK (~40 ms per keep-alive request).
-    disable_nagle_algorithm = True
-
-    # Per-request state, reset in handle_one_request.
-    _in_method = False
-    _status: int | str | None = None
-    _counted = True
-    _reader: HeadReader
 
     def __init__(self, request: Any, client_address: Any, server: FlagServer) -> None:
         self._root = server.root
         super().__init__(request, client_address, server, directory=server.root)
-
-    # -- connection lifecycle -------------------------------------------------
-
-    def setup(self) -> None:
-        # The idle timeout is both the keep-alive timeout (no new request for
-        # that long closes the connection) and the time a head may take from
-        # its first byte; HeadReader keeps that clock under a buffered rfile.
-        super().setup()
-        self.rfile.close()  # the makefile() reader the base class made
-        self._reader = HeadReader(self.connection, self.server.options.idle_timeout)
-        self.rfile = io.BufferedReader(self._reader)
-        self.server.stats.count_connection()
-
-    def handle_one_request(self) -> None:
-        self._in_method = False
-        self._status = None
-        self._counted = True
-        self._reader.next_head()
-        try:
-            super().handle_one_request()
-        except OSError:
-            raise  # the client went away or timed out: the server stays quiet
-        except Exception:
-            # A bug, not the client's doing: answer 500 if nothing was sent yet,
-            # drop the connection (the stream may be out of step) and let
-            # FlagServer.handle_error say so in one line.
-            self.close_connection = True
-            if self._status is None:
-                self._in_method = False  # so the error page says Connection: close
-                with contextlib.suppress(Exception):
-                    self._send_error_page(HTTPStatus.INTERNAL_SERVER_ERROR)
-                    self.wfile.flush()
-            raise
-
-    def parse_request(self) -> bool:
-        parsed = super().parse_request()
-        if parsed:
-            self._reader.head_done()
-        return parsed
 
     # -- GET and HEAD ---------------------------------------------------------
 
@@ -246,29 +189,37 @@ class FlagRequestHandler(SimpleHTTPRequestHandler):
         elif fault == "reset":
             self._reset()
         elif fault in ("truncate", "stall"):
-            head, body = self._render()
             self.close_connection = True
-            if fault == "truncate":
-                self.wfile.write(head + body[: len(body) // 2])
-            else:
-                self.wfile.write(head)
+            self._send_cut(half=fault == "truncate")
+            if fault == "stall":
                 time.sleep(self.server.options.stall)
         else:  # pragma: no cover - ServerOptions rejects unknown kinds
             raise ValueError(f"unknown fault {fault!r}")
 
-    def _render(self) -> tuple[bytes, bytes]:
-        """Produce the normal response in memory; return (headers, body)."""
+    def _send_cut(self, *, half: bool) -> None:
+        """Send the normal headers (full length), then half the body or none.
+
+        Only the headers go through memory; a file's body is copied in chunks,
+        so a big file in the served folder costs no more than a flag.
+        """
         real, buffer = self.wfile, io.BytesIO()
         self.wfile = buffer
         try:
             f = self.send_head()
-            if f is not None:
-                with f:
-                    shutil.copyfileobj(f, buffer)
         finally:
             self.wfile = real
-        head, sep, body = buffer.getvalue().partition(b"\r\n\r\n")
-        return head + sep, body
+        rendered = buffer.getvalue()
+        if f is None:  # an error page, a small one: it is rendered whole
+            head, sep, body = rendered.partition(b"\r\n\r\n")
+            self.wfile.write(head + sep + (body[: len(body) // 2] if half else b""))
+            return
+        with f:
+            self.wfile.write(rendered)
+            left = f.seek(0, os.SEEK_END) // 2 if half else 0
+            f.seek(0)
+            while left > 0 and (chunk := f.read(min(left, _CHUNK))):
+                self.wfile.write(chunk)
+                left -= len(chunk)
 
     def _reset(self) -> None:
         # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
@@ -283,62 +234,6 @@ class FlagRequestHandler(SimpleHTTPRequestHandler):
         self.connection.close()
 
     # -- responses ------------------------------------------------------------
-
-    def send_response(self, code: int, message: str | None = None) -> None:
-        self._status = code
-        if self._counted:
-            self.server.stats.count_response(code)
-        super().send_response(code, message)
-
-    def send_error(
-        self, code: int, message: str | None = None, explain: str | None = None
-    ) -> None:
-        """Like the base class, but keep the connection alive when it is safe."""
-        exc = sys.exc_info()[1]
-        if (
-            code == HTTPStatus.NOT_FOUND
-            and isinstance(exc, OSError)
-            and exc.errno in (errno.EMFILE, errno.ENFILE)
-        ):
-            # send_head could not open the file for want of descriptors: the
-            # file exists, so say "try again", never "not found".
-            self._send_error_page(
-                HTTPStatus.SERVICE_UNAVAILABLE, headers=(("Retry-After", "1"),)
-            )
-            return
-        self._send_error_page(code, message, explain)
-
-    def _send_error_page(
-        self,
-        code: int,
-        message: str | None = None,
-        explain: str | None = None,
-        *,
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        short, long = self.responses.get(code, ("???", "???"))
-        message = short if message is None else message
-        explain = long if explain is None else explain
-        self.log_error("code %d, message %s", code, message)
-        self.send_response(code, message)
-        # The base class always closes after an error; that would cost 482
-        # reconnections in a run over AA..ZZ. Only errors raised while parsing
-        # the request (the stream may be out of sync) still close it.
-        if not self._in_method:
-            self.send_header("Connection", "close")
-        for name, value in headers:
-            self.send_header(name, value)
-        content = self.error_message_format % {
-            "code": code,
-            "message": html.escape(message, quote=False),
-            "explain": html.escape(explain, quote=False),
-        }
-        body = content.encode("utf-8", "replace")
-        self.send_header("Content-Type", self.error_content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def _send_bytes(
         self,
@@ -375,34 +270,6 @@ class FlagRequestHandler(SimpleHTTPRequestHandler):
             head=head,
             headers=(("Cache-Control", "no-store"),),
         )
-
-    def _method_not_allowed(self) -> None:
-        self._send_error_page(
-            HTTPStatus.METHOD_NOT_ALLOWED,
-            f"Method {self.command} not allowed",
-            headers=(("Allow", _ALLOWED),),
-        )
-
-    # Known methods get 405 + Allow; unknown ones keep the base class's 501. Both
-    # close the connection: a request body we never read may follow.
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
-    do_TRACE = do_CONNECT = _method_not_allowed
-
-    # -- logging --------------------------------------------------------------
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # Replaced by the one book-style line per request written in _serve.
-        pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Protocol-level events (bad request lines, 405s, idle timeouts) are
-        # noise under load; show them only with --log, and never for GET/HEAD,
-        # which get their own line.
-        if format.startswith("Request timed out"):
-            return  # an idle keep-alive connection expiring is the normal case
-        if self.server.options.log and not self._in_method:
-            line = f"{self.address_string()} - {format % args}"
-            self.server.write_log(line)
 
     def _log_line(self, path: str, plan: Planned, *, head: bool) -> None:
         label = _label(path)

@@ -10,13 +10,21 @@ readable, so a naive loop spins. Three defences live here:
   `limit_note` says in the banner when even that leaves room for fewer than
   `WANTED_CONNECTIONS`;
 * `CONNECTIONS` admits connections only while descriptors are left for the
-  files they ask for (the rest wait in the listen backlog, not refused);
+  files they ask for, and never more than `MAX_CONNECTIONS` (the rest wait in
+  the listen backlog, not refused);
 * `AcceptBackoff` sleeps, growing, after each EMFILE/ENFILE instead of retrying
   at once.
 
 `HeadReader` gives a request head one deadline from its first byte: a client
 sending a header byte a second (slowloris) is dropped once that runs out, where
 a per-read timeout would keep it forever.
+
+Memory is bounded the same way: a connection holds at most one head of
+`flags2.servers.head.HEAD_LIMIT` bytes while it reads it, and little more than
+its path once parsed (a GET sleeping its delay keeps no other header), on top
+of its thread; `MAX_CONNECTIONS` caps how many there are. Two thousand
+connections each in the middle of the biggest head allowed cost the server
+under 100 MiB, and as many sleeping their delay after one, under 60 MiB.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ except ImportError:  # pragma: no cover - Windows: no descriptor limit to read
 
 __all__ = [
     "CONNECTIONS",
+    "MAX_CONNECTIONS",
     "RESERVE",
     "WANTED_CONNECTIONS",
     "AcceptBackoff",
@@ -49,6 +58,11 @@ __all__ = [
 
 WANTED_CONNECTIONS = 1000
 """Connections the servers should hold at once: the clients' maximum ``-m``."""
+
+MAX_CONNECTIONS = 2048
+"""Connections a server process holds at once, however many descriptors it has:
+twice `WANTED_CONNECTIONS`, so two runs at ``-m 1000`` can share a server, and
+a bound on what connections make it hold (see above)."""
 
 RESERVE = 64
 """Descriptors kept back from connections: stdio, listening sockets, pipes, and
@@ -103,13 +117,15 @@ class Saturated(OSError):
 
 
 class ConnectionGate:
-    """Process-wide count of open connections, capped by `connection_capacity`.
+    """Process-wide count of open connections, capped by `connection_capacity`
+    and by `most`.
 
     Process-wide because descriptors are: LOCAL, DELAY and ERROR in one
     process share one table.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, most: int = MAX_CONNECTIONS) -> None:
+        self._most = most
         self._open = 0
         self._changed = threading.Condition()
 
@@ -123,7 +139,7 @@ class ConnectionGate:
         deadline = time.monotonic() + timeout
         with self._changed:
             # The limit is re-read each time: a test or a program may change it.
-            while self._open >= connection_capacity():
+            while self._open >= min(connection_capacity(), self._most):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

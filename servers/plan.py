@@ -2,7 +2,9 @@
 
 A pure function of (seed, server kind, path, how many times that path was asked
 for before), so a run replays exactly, whatever order requests arrive in, and a
-benchmark can compute in-process what the server will do::
+benchmark can compute in-process what the server will do (the server counts
+paths other than flags and metadata in shared buckets: see
+`flags2.servers.server.FlagServer.next_nth`)::
 
     >>> from flags2.servers.options import ServerOptions
     >>> from flags2.servers.plan import planned

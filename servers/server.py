@@ -29,6 +29,7 @@ import socket
 import sys
 import threading
 import traceback
+import zlib
 from _thread import start_new_thread
 from collections.abc import Callable, Iterator, Sequence
 from http.server import ThreadingHTTPServer
@@ -52,11 +53,17 @@ __all__ = [
 
 _QUIET_ERRNOS = {errno.EBADF, errno.ENOTCONN, errno.EPIPE, errno.ECONNRESET}
 _LOG_LOCK = threading.Lock()  # shared by all servers so log lines never interleave
-# The paths whose GETs are counted for the plan's `nth`: every flag and metadata
-# path a client can ask for, found or not. Anything else is planned as a first
-# GET each time, so the counter holds at most 676 * 2 short keys (tens of KB)
-# whatever clients send.
+# The paths whose GETs are counted one by one for the plan's `nth`: every flag
+# and metadata path a client can ask for, found or not, at most 676 * 2 short
+# keys (tens of KB). Any other path is counted in one of _BUCKETS shared
+# counters, so nothing a client sends grows the count.
 _COUNTED = re.compile(r"/flags/([a-z]{2})/(?:\1\.gif|metadata\.json)")
+_BUCKETS = 1024
+# Every byte a log line may not show as it is: C0 controls, DEL, and the
+# backslash, so that an escape is never ambiguous; anything past ASCII
+# (C1 controls such as CSI included) is escaped by backslashreplace.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+_ESCAPES[ord("\\")] = "\\\\"
 # How long get_request waits for a free connection slot before letting
 # serve_forever check for shutdown again.
 _ADMIT_WAIT = 0.2
@@ -94,6 +101,7 @@ class FlagServer(ThreadingHTTPServer):
         self.stats = Stats()
         self._log_stream = log_stream
         self._seen: dict[str, int] = {}
+        self._buckets = [0] * _BUCKETS
         self._seen_lock = threading.Lock()
         self._backoff = AcceptBackoff()
         family, address = _resolve(options.bind, port)
@@ -180,21 +188,46 @@ class FlagServer(ThreadingHTTPServer):
     def next_nth(self, path: str) -> int:
         """Return how many GETs of `path` came before this one, and count it.
 
-        Only flag and metadata paths (``/flags/xx/xx.gif``,
-        ``/flags/xx/metadata.json``) are counted; for any other path this is 0.
+        Flag and metadata paths (``/flags/xx/xx.gif``,
+        ``/flags/xx/metadata.json``) are counted each on its own. Any other
+        path (a listing, ``/``, a file that is not there) is counted in one of
+        1,024 buckets chosen by a CRC-32 of the path: so a retried listing gets
+        a new plan each time, and eventually succeeds on ERROR, as a retried
+        flag does, while the memory stays fixed. Two such paths rarely share a
+        bucket; when they do, they share its count.
         """
-        if not _COUNTED.fullmatch(path):
-            return 0
         with self._seen_lock:
-            nth = self._seen.get(path, 0)
-            self._seen[path] = nth + 1
+            if _COUNTED.fullmatch(path):
+                nth = self._seen.get(path, 0)
+                self._seen[path] = nth + 1
+            else:
+                key = zlib.crc32(path.encode("utf-8", "surrogateescape"))
+                bucket = key % _BUCKETS
+                nth = self._buckets[bucket]
+                self._buckets[bucket] = nth + 1
         return nth
 
+    @property
+    def counted_paths(self) -> int:
+        """How many paths are counted one by one (at most 1,352)."""
+        with self._seen_lock:
+            return len(self._seen)
+
     def write_log(self, line: str) -> None:
-        """Write one log line to the log stream (stderr unless given)."""
+        """Write one log line to the log stream (stderr unless given).
+
+        Clients choose much of what is logged (a path, a request line), so
+        every control character, every byte past ASCII and the backslash are
+        written as escapes (``\\x1b``, ``\\xe9``, ``\\\\``): what a client
+        sends can neither move a terminal's cursor nor start a new line.
+        """
+        self._write([line])
+
+    def _write(self, lines: list[str]) -> None:
         stream = self._log_stream if self._log_stream is not None else sys.stderr
+        text = "\n".join(map(_printable, lines))
         with _LOG_LOCK:
-            print(line, file=stream, flush=True)
+            print(text, file=stream, flush=True)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -209,7 +242,12 @@ class FlagServer(ThreadingHTTPServer):
         line = f"error serving {client_address[0]}: {type(exc).__name__}: {exc}"
         self.write_log(line)
         if self.options.log:
-            self.write_log(traceback.format_exc().rstrip())
+            self._write(traceback.format_exc().rstrip().splitlines())
+
+
+def _printable(text: str) -> str:
+    escaped = text.translate(_ESCAPES)
+    return escaped.encode("ascii", "backslashreplace").decode("ascii")
 
 
 def _resolve(bind: str, port: int) -> tuple[socket.AddressFamily, tuple[Any, ...]]:

@@ -101,7 +101,7 @@ def test_out_of_descriptors_for_a_file_is_503_not_404(
     assert response.headers["retry-after"] == "1"
 
 
-def test_only_flag_paths_are_counted_for_the_plan(
+def test_flag_paths_are_counted_each_and_others_in_shared_buckets(
     start_server: ServerFactory,
 ) -> None:
     server = start_server("delay")
@@ -109,7 +109,11 @@ def test_only_flag_paths_are_counted_for_the_plan(
     for path in counted:
         assert [server.next_nth(path) for _ in range(3)] == [0, 1, 2]
     for path in ["/flags/br/cn.gif", "/flags/", "/x" * 15_000, "/flags/BR/BR.gif"]:
-        assert [server.next_nth(path) for _ in range(3)] == [0, 0, 0]
+        first = server.next_nth(path)
+        assert [server.next_nth(path) for _ in range(2)] == [first + 1, first + 2]
+    for i in range(20_000):  # whatever clients send, nothing more is kept
+        server.next_nth(f"/flags/{i}/x")
+    assert server.counted_paths == len(counted)
 
 
 def test_a_head_must_arrive_within_the_idle_timeout_of_its_first_byte(
@@ -252,3 +256,18 @@ def test_connections_beyond_the_capacity_wait_their_turn(
         while gate.open and time.monotonic() < deadline:
             time.sleep(0.01)
         assert gate.open == 0  # every slot given back
+
+
+def test_connections_are_capped_however_many_descriptors_there_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flags2.servers.limits
+
+    monkeypatch.setattr(flags2.servers.limits, "connection_capacity", lambda: 10**6)
+    gate = flags2.servers.limits.ConnectionGate(most=3)
+    assert [gate.admit(0.01) for _ in range(4)] == [True, True, True, False]
+    gate.release()
+    assert gate.admit(0.01)
+    most = flags2.servers.limits.MAX_CONNECTIONS
+    default = flags2.servers.limits.ConnectionGate()
+    assert sum(default.admit(0) for _ in range(most + 1)) == most

@@ -6,11 +6,14 @@ import io
 import re
 import socket
 import time
+import tracemalloc
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
 from flags2.servers.options import data_dir, parse_faults
+from flags2.servers.plan import planned
 from flags2.servers.server import FlagServer
 from flags2.servers.testing import ServerFactory, raw_request, read_response
 
@@ -135,3 +138,44 @@ def test_log_lines_are_book_style(start_server: ServerFactory) -> None:
         r"/flags/br/metadata\.json delay: \d\.\d\ds 418 teapot", lines[1]
     )
     assert len(lines) == 2
+
+
+@pytest.mark.parametrize("path", ["/flags/", "/", "/flags/br/missing.gif"])
+def test_a_retried_listing_or_404_gets_a_new_plan_each_time(
+    start_server: ServerFactory, path: str
+) -> None:
+    # Seed 14 faults the first GET of each of these paths.
+    server = start_server("error", seed=14, error_rate=0.5)
+    plans = [planned(14, "error", path, nth, server.options) for nth in range(6)]
+    assert plans[0].fault == "teapot"
+    assert None in (plan.fault for plan in plans)
+    with httpx.Client(base_url=server.root_url) as client:
+        statuses = [client.get(path).status_code for _ in plans]
+    # Planned by their count as flags are: a retry eventually gets through.
+    answer = 404 if path.endswith(".gif") else 200
+    assert statuses == [answer if plan.fault is None else 418 for plan in plans]
+
+
+def test_truncate_copies_a_big_file_without_holding_it(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    size = 16 * 1024 * 1024
+    (tmp_path / "big.bin").write_bytes(b"x" * size)
+    server = _faulty(start_server, "truncate", directory=tmp_path)
+    tracemalloc.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            received = len(head.partition(b"\r\n\r\n")[2])
+            while chunk := sock.recv(65536):  # counted, not kept
+                received += len(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f"Content-Length: {size}\r\n".encode() in head
+    assert received == size // 2
+    # Rendered in memory, the whole file was there two or three times over.
+    assert peak < size // 4, f"{peak / 2**20:.1f} MiB traced"
