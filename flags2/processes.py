@@ -27,8 +27,8 @@ What a pool of processes needs that threads do not:
   arguments, so ``fork`` and ``spawn`` (the default on macOS and Windows, and
   ``forkserver`` from Python 3.14 on Linux) behave alike. The environment
   variable ``FLAGS2_START_METHOD`` picks one (the tests run both).
-* **Rate.** A ``--rate`` is shared out: each of N workers gets 1/N of it, so
-  the run never starts more requests than asked for.
+* **Rate.** A ``--rate`` is one schedule for the whole run, as in the other
+  modes: the next start time lives in shared memory, under its own lock.
 
 The parent also learns when each worker was ready (the pool's start-up) and
 each worker's peak memory, for ``--json`` and the bench: what processes cost.
@@ -54,7 +54,7 @@ from typing import Any
 
 from flags2.clients import ClientPool
 from flags2.fetch import download_one
-from flags2.pace import RateLimit
+from flags2.pace import Pace, RateLimit
 from flags2.save import Saver
 from flags2.settings import Settings
 from flags2.status import FlagResult
@@ -78,6 +78,28 @@ class _Shared:
 
     stop: Any  # a multiprocessing Value: its lock guards every save
     send: connection.Connection  # messages to the parent, one write each
+    next_start: Any  # a multiprocessing Value: --rate's next time.monotonic()
+
+
+class _SharedPace(Pace):
+    """The run's ``--rate`` over all workers: evenly spaced starts, as Pace's.
+
+    ``time.monotonic`` is one clock for every process of the machine.
+    """
+
+    def __init__(self, rate: RateLimit, next_start: Any) -> None:
+        # No limiter of its own (Pace's is per process): the slot is shared.
+        self.rate = rate
+        self._next = next_start
+        self._gap = rate.period / rate.requests
+
+    def wait(self) -> None:
+        with self._next.get_lock():
+            now = time.monotonic()
+            start = max(now, self._next.value)
+            self._next.value = start + self._gap
+        if start > now:
+            time.sleep(start - now)
 
 
 # -- in each worker --------------------------------------------------------------
@@ -116,6 +138,8 @@ class _Worker:
         self.settings = settings
         saver = _WorkerSaver(settings.dest, shared, self.local)
         self.tracker = Tracker([], settings, saver)
+        if settings.rate is not None:
+            self.tracker.pace = _SharedPace(settings.rate, shared.next_start)
         self.pool = ClientPool(settings)
         self.peak = 0
 
@@ -125,9 +149,9 @@ _worker: _Worker | None = None
 
 def _init_worker(settings: Settings, shared: _Shared) -> None:
     global _worker
-    # The parent alone reacts to Ctrl-C; SIGTERM (a fork inherits the CLI's
-    # handler) ends a worker at once: the parent sends it only once no save
-    # can be in progress.
+    # The parent alone reacts to Ctrl-C (it was blocked since this process
+    # began: see _launch); SIGTERM (a fork inherits the CLI's handler) ends a
+    # worker at once: the parent sends it only when no save can be in progress.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker = _Worker(settings, shared)
@@ -145,6 +169,10 @@ def _watch_parent(local: threading.Lock) -> None:
             break
     local.acquire(timeout=2.0)  # a save in progress completes first
     os._exit(1)
+
+
+def _started() -> None:
+    """The warm-up task: one per worker, so that every worker starts at once."""
 
 
 def download_flag(cc: str) -> FlagResult:
@@ -214,6 +242,28 @@ class _Inbox:
         self._thread.join(timeout=1.0)
 
 
+def _launch(executor: futures.ProcessPoolExecutor, workers: int) -> None:
+    """Start every worker now, with Ctrl-C held back from them and deferred here.
+
+    A worker gets a terminal's Ctrl-C as well, and until its initializer has
+    run (a spawned interpreter takes a while) it would die of it with a
+    traceback. A blocked signal stays blocked in a child, over fork and exec,
+    and the initializer then ignores it; in the parent it is delivered as
+    soon as the launch is over. (Where signals cannot be blocked, Windows, a
+    Ctrl-C during a worker's start can only stop it.)
+    """
+    block = getattr(signal, "pthread_sigmask", None)
+    held = {signal.SIGINT}
+    if block is not None:
+        block(signal.SIG_BLOCK, held)
+    try:
+        for _ in range(workers):  # a task per worker: each starts one (spawn)
+            executor.submit(_started)
+    finally:
+        if block is not None:
+            block(signal.SIG_UNBLOCK, held)
+
+
 def _stop_saving(shared: _Shared) -> None:
     with shared.stop.get_lock():  # waits for any save in progress, anywhere
         shared.stop.value = 1
@@ -232,11 +282,8 @@ def _end(workers: set[BaseProcess]) -> None:
 
 
 def _worker_settings(settings: Settings) -> Settings:
-    """A worker makes one request at a time, at its share of the run's --rate."""
-    rate, n = settings.rate, settings.concurrency
-    if rate is not None:
-        rate = RateLimit(rate.requests, rate.period * n)
-    return dataclasses.replace(settings, concurrency=1, rate=rate)
+    """A worker makes one request at a time (its pace is the run's, shared)."""
+    return dataclasses.replace(settings, concurrency=1)
 
 
 @contextlib.contextmanager
@@ -251,7 +298,7 @@ def process_pool(
     """
     context = start_context()
     receive, send = context.Pipe(duplex=False)
-    shared = _Shared(context.Value("b", 0), send)
+    shared = _Shared(context.Value("b", 0), send, context.Value("d", 0.0))
     inbox = _Inbox(receive, tracker)
     before = set(multiprocessing.active_children())
     started = time.perf_counter()
@@ -262,6 +309,7 @@ def process_pool(
         initargs=(_worker_settings(settings), shared),
     )
     try:
+        _launch(executor, settings.concurrency)
         yield executor
     except BaseException:
         _stop_saving(shared)
