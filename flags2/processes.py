@@ -57,7 +57,7 @@ from flags2.fetch import download_one
 from flags2.pace import Pace, RateLimit
 from flags2.save import Saver
 from flags2.settings import Settings
-from flags2.status import FlagResult
+from flags2.status import DownloadStatus, FlagResult
 from flags2.tracker import Tracker
 
 __all__ = ["START_METHOD_ENV", "download_flag", "process_pool", "start_context"]
@@ -79,6 +79,7 @@ class _Shared:
     stop: Any  # a multiprocessing Value: its lock guards every save
     send: connection.Connection  # messages to the parent, one write each
     next_start: Any  # a multiprocessing Value: --rate's next time.monotonic()
+    halt: Any  # a lock-free Value: set first on a stop, so no new request starts
 
 
 class _SharedPace(Pace):
@@ -180,6 +181,8 @@ def download_flag(cc: str) -> FlagResult:
     worker = _worker
     if worker is None:
         raise RuntimeError("download_flag runs in a process_pool worker only")
+    if worker.shared.halt.value:  # queued here before the stop: never requested
+        return FlagResult(cc, DownloadStatus.CANCELLED)
     result = download_one(worker.pool, cc, worker.settings, worker.tracker)
     peak = _peak_rss_kib()
     if peak > worker.peak:  # only when it grew: a few messages per worker
@@ -298,7 +301,12 @@ def process_pool(
     """
     context = start_context()
     receive, send = context.Pipe(duplex=False)
-    shared = _Shared(context.Value("b", 0), send, context.Value("d", 0.0))
+    shared = _Shared(
+        context.Value("b", 0),
+        send,
+        context.Value("d", 0.0),
+        context.Value("b", 0, lock=False),
+    )
     inbox = _Inbox(receive, tracker)
     before = set(multiprocessing.active_children())
     started = time.perf_counter()
@@ -312,8 +320,9 @@ def process_pool(
         _launch(executor, settings.concurrency)
         yield executor
     except BaseException:
-        _stop_saving(shared)
+        shared.halt.value = 1  # at once: the wait for a save may take a while
         executor.shutdown(wait=False, cancel_futures=True)
+        _stop_saving(shared)
         _end(set(multiprocessing.active_children()) - before)
         raise
     else:
