@@ -25,6 +25,7 @@ from werkzeug import Request, Response
 from flags2.codes import all_country_codes
 from flags2.processes import START_METHOD_ENV
 from tests.helpers import flag_bytes, installed, leftovers
+from tests.test_interrupt import SAVE_SECONDS, SLOW_DISK
 
 METHODS = ["fork", "spawn"]
 PROC = Path("/proc")
@@ -192,20 +193,23 @@ def _alive(pids: set[int]) -> set[int]:
 
 
 def _start_held(
-    httpserver: HTTPServer, dest: Path, method: str
+    httpserver: HTTPServer, dest: Path, method: str, *, slow_disk: bool = False
 ) -> tuple[subprocess.Popen[str], _Hold]:
     hold = _Hold()
     httpserver.expect_request(re.compile("/flags/.*")).respond_with_handler(hold)
     env = {**os.environ, START_METHOD_ENV: method}
     codes = [f"A{c}" for c in "ABCDEFGHIJK"]
+    python = [sys.executable, "-c", SLOW_DISK] if slow_disk else [
+        sys.executable, "-m", "flags2"]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flags2", "download", "--mode", "processpool",
+        [*python, "download", "--mode", "processpool",
          "-m", "4", "-s", httpserver.url_for("/flags"), "-d", str(dest), *codes],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         start_new_session=True,  # its own process group, as a terminal's job
     )  # fmt: skip
     deadline = time.monotonic() + 30
-    while hold.arrived < 5:  # AA, then 4 held: every worker busy
+    while hold.arrived < (4 if slow_disk else 5):  # AA, then 4 held
+        # (on the slow disk, AA's worker is still saving it: 3 held)
         assert time.monotonic() < deadline, "the workers never reached the server"
         time.sleep(0.02)
     return proc, hold
@@ -243,6 +247,32 @@ def test_a_signal_stops_the_run_and_every_worker(
     assert (dest / "AA.gif").read_bytes() == flag_bytes("BR")
     time.sleep(3.0)
     assert _alive(workers) == set()
+
+
+@needs_proc
+@pytest.mark.timeout(60)
+def test_ctrl_c_to_the_group_lets_a_save_in_progress_finish(
+    httpserver: HTTPServer, dest: Path
+) -> None:
+    """Workers ignore Ctrl-C: the parent's stop waits for AA's save, keeps it."""
+    # fork: the slow disk (an audit hook in the parent) is inherited.
+    proc, hold = _start_held(httpserver, dest, "fork", slow_disk=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not leftovers(dest):  # AA's temporary: its save has begun
+            assert time.monotonic() < deadline, "AA's save never began"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=SAVE_SECONDS + 5)
+    finally:
+        hold.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert leftovers(dest) == []
+    assert (dest / "AA.gif").read_bytes() == flag_bytes("BR")
+    assert "  1 flag downloaded." in out
 
 
 @needs_proc
