@@ -16,7 +16,7 @@ The default is the book's ``max_workers=None``: one worker per CPU. With
     --------------------
      43 flags downloaded.
      35 not found.
-    Elapsed time: 10.57s
+    Elapsed time: 13.31s
 
 Timestamps taken in the workers (when a flag started and finished) are
 ``time.perf_counter`` readings, a clock shared by every process of the
