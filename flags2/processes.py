@@ -158,6 +158,9 @@ def _init_worker(settings: Settings, shared: _Shared) -> None:
     _worker = _Worker(settings, shared)
     threading.Thread(target=_watch_parent, args=(_worker.local,), daemon=True).start()
     shared.send.send(("ready", os.getpid(), time.perf_counter()))
+    # Counted even if this worker never gets a flag: it costs its memory all the same.
+    _worker.peak = _peak_rss_kib()
+    shared.send.send(("peak", os.getpid(), _worker.peak))
 
 
 def _watch_parent(local: threading.Lock) -> None:
