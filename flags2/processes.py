@@ -46,6 +46,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -322,12 +323,16 @@ def process_pool(
     try:
         _launch(executor, settings.concurrency)
         yield executor
-    except BaseException:
+    except BaseException as exc:
         shared.halt.value = 1  # at once: the wait for a save may take a while
         executor.shutdown(wait=False, cancel_futures=True)
         _stop_saving(shared)
         _end(set(multiprocessing.active_children()) - before)
-        raise
+        if not isinstance(exc, BrokenProcessPool):
+            raise
+        # A worker was killed (out of memory, a kill -9): the run stops as on
+        # a full disk, with what was saved kept and the rest cancelled.
+        tracker.stopped = f"a worker process died ({exc}); the run stops here"
     else:
         executor.shutdown(wait=True)
     finally:

@@ -292,3 +292,27 @@ def test_no_worker_outlives_a_killed_parent(
     finally:
         hold.release.set()
     assert leftovers(dest) == []
+
+
+@needs_proc
+@pytest.mark.timeout(60)
+def test_a_killed_worker_stops_the_run_with_one_message(
+    httpserver: HTTPServer, dest: Path
+) -> None:
+    proc, hold = _start_held(httpserver, dest, "fork")
+    try:
+        workers = _children(proc.pid)
+        os.kill(min(workers), signal.SIGKILL)  # as the OOM killer would
+        out, err = proc.communicate(timeout=15)
+    finally:
+        hold.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert "flags2: a worker process died" in err
+    assert "  1 flag downloaded." in out  # AA, saved before, is kept
+    assert leftovers(dest) == []
+    time.sleep(1.0)
+    assert _alive(workers) == set()
