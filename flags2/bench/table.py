@@ -154,6 +154,12 @@ def _sequential_notes(rows: Sequence[Row]) -> list[str]:
     return notes
 
 
+def _processes(cell: Cell) -> str:
+    if cell.mode.startswith("processpool"):
+        return f"{cell.concurrency + 1} processes"
+    return "one process"
+
+
 def cpu_notes(rows: Sequence[Row], cores: int) -> list[str]:
     """Why a row is far from its ideal, in CPU seconds; which rows were CPU-bound."""
     notes = []
@@ -174,7 +180,8 @@ def cpu_notes(rows: Sequence[Row], cores: int) -> list[str]:
             notes.append(
                 f"eff {eff:.2f}: {describe(row.cell)} is {gap:.2f}s over its ideal;"
                 f" its client spent {(client or 0) * n:.2f}s of CPU on its {n}"
-                " requests (start-up left out), in one process, and the server"
+                f" requests (start-up left out), in {_processes(row.cell)}, and the"
+                " server"
                 f" {(server or 0) * n:.2f}s: the last requests wait for the CPU"
                 " before their delays even start"
             )
