@@ -34,6 +34,7 @@ from flags2.options import (
     EveryOpt,
     JsonOpt,
     LimitOpt,
+    MapOpt,
     MaxReqOpt,
     ModeOpt,
     NamesOpt,
@@ -50,6 +51,7 @@ from flags2.settings import (
     DEFAULT_DEST,
     DEFAULT_SERVER,
     DEFAULT_TIMEOUT,
+    MAP_MODES,
     SERVERS,
     Settings,
 )
@@ -59,6 +61,7 @@ __all__ = [
     "app",
     "main",
     "main_asyncio",
+    "main_processpool",
     "main_sequential",
     "main_threadpool",
     "mode_app",
@@ -71,7 +74,7 @@ _HELP = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     name="flags2",
-    help="Download country flags sequentially, with threads, or with asyncio.",
+    help="Download country flags sequentially, with threads, processes or asyncio.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -82,7 +85,7 @@ app = typer.Typer(
 
 @app.callback()
 def _top(version: VersionOpt = False) -> None:
-    """Download country flags sequentially, with threads, or with asyncio."""
+    """Download country flags sequentially, with threads, processes or asyncio."""
 
 
 @app.command(no_args_is_help=False)
@@ -102,6 +105,7 @@ def download(
     skip_existing: SkipExistingOpt = False,
     names: NamesOpt = False,
     rate: RateOpt = None,
+    executor_map: MapOpt = False,
     no_serve: NoServeOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -122,6 +126,8 @@ def download(
         _usage_error(str(exc))
     if not cc_list:
         _usage_error("no country codes to download")
+    if executor_map and mode not in MAP_MODES:
+        _usage_error(f"--map is for the {' and '.join(MAP_MODES)} modes, not {mode}")
     if json is not None:
         _check_json(json)
     _check_dest(dest)  # last: a usage error leaves nothing on disk
@@ -142,6 +148,7 @@ def download(
         skip_existing=skip_existing,
         names=names,
         rate=rate,
+        executor_map=executor_map,
     )
     with _sigterm_as_ctrl_c() as terminated:
         try:
@@ -346,3 +353,7 @@ def main_threadpool() -> NoReturn:
 
 def main_asyncio() -> NoReturn:
     _run(lambda: mode_app("asyncio")(prog_name="flags2-asyncio"))
+
+
+def main_processpool() -> NoReturn:
+    _run(lambda: mode_app("processpool")(prog_name="flags2-processpool"))

@@ -22,6 +22,7 @@ __all__ = [
     "EveryOpt",
     "JsonOpt",
     "LimitOpt",
+    "MapOpt",
     "MaxReqOpt",
     "ModeOpt",
     "NamesOpt",
@@ -82,7 +83,8 @@ MaxReqOpt = Annotated[
         "--max-req",
         metavar="CONCURRENT",
         min=1,
-        help="Maximum concurrent requests (default: the mode's, 1, 30 or 5).",
+        help="Maximum concurrent requests (default: the mode's: 1, 30, 5, or"
+        " one process per CPU).",
         show_default=False,
     ),
 ]
@@ -111,6 +113,14 @@ ModeOpt = Annotated[
         help="Concurrency model.",
         metavar="[" + "|".join(MODES) + "]",
         callback=_mode,
+    ),
+]
+MapOpt = Annotated[
+    bool,
+    typer.Option(
+        "--map",
+        help="Take results with executor.map, in code order, not as they"
+        " complete (threadpool and processpool modes).",
     ),
 ]
 DestOpt = Annotated[

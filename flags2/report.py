@@ -56,7 +56,7 @@ def final_report(tracker: Tracker) -> None:
 
 def run_record(tracker: Tracker, mode: str) -> dict[str, Any]:
     """The ``--json`` object: the run, its counts, and one record per code."""
-    settings, t0 = tracker.settings, tracker.t0
+    settings, t0, consumed = tracker.settings, tracker.t0, tracker.consumed
     return {
         "mode": mode,
         "server": settings.site,
@@ -73,9 +73,11 @@ def run_record(tracker: Tracker, mode: str) -> dict[str, Any]:
                 "attempts": r.attempts,
                 "started": round(max(0.0, r.started - t0), 6),
                 "finished": round(max(0.0, r.finished - t0), 6),
+                "consumed": round(max(0.0, consumed.get(r.cc, r.finished) - t0), 6),
                 "error": r.error,
                 "file": r.file,
             }
             for r in tracker.ordered_results()
         ],
+        **({"pool": tracker.pool_stats} if tracker.pool_stats else {}),
     }

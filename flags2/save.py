@@ -222,7 +222,7 @@ def gif_flaw(data: bytes) -> str | None:
 class Saver:
     """Writes checked flags into `dest`, atomically, until cancelled."""
 
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, *, sweep: bool = True) -> None:
         self.dest = dest
         # Held for a whole write, so cancel() never races a half-written file.
         self._lock = threading.Lock()
@@ -235,7 +235,10 @@ class Saver:
         """The write error that cancelled this saver (ENOSPC...), if one did."""
         self.failed_file = ""
         """The file whose save met `failed`."""
-        self.swept = self._sweep()
+        # sweep=False for a process pool's workers: the parent swept before any
+        # of them started, and a sweep could meet another worker's temporary
+        # in the instant between its creation and its lock.
+        self.swept = self._sweep() if sweep else 0
         """How many stale temporaries were removed from `dest` at the start."""
 
     def save(self, body: bytes, filename: str, cc: str | None = None) -> bool:

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_DEST",
     "DEFAULT_SERVER",
     "DEFAULT_TIMEOUT",
+    "MAP_MODES",
     "MAX_RETRIES",
     "MODES",
     "SERVERS",
@@ -27,7 +28,10 @@ MODES: dict[str, str] = {
     "sequential": "flags2.sequential",
     "threadpool": "flags2.threadpool",
     "asyncio": "flags2.aio",
+    "processpool": "flags2.processpool",
 }
+# The modes whose download_many can use the book's ``executor.map`` (--map).
+MAP_MODES = ("threadpool", "processpool")
 
 SERVERS: dict[str, str] = {
     "REMOTE": "https://www.fluentpython.com/data/flags",
@@ -80,3 +84,7 @@ class Settings:
 
     rate: RateLimit | None = None
     """At most this many request starts per period, over the whole run."""
+
+    executor_map: bool = False
+    """``--map``: results taken in submission order (the book's ``executor.map``)
+    instead of as they complete; pool modes only."""

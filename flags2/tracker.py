@@ -43,10 +43,12 @@ class _Stop(Exception):
 class Tracker:
     """Collects the results of one run over `cc_list`."""
 
-    def __init__(self, cc_list: Sequence[str], settings: Settings) -> None:
+    def __init__(
+        self, cc_list: Sequence[str], settings: Settings, saver: Saver | None = None
+    ) -> None:
         self.cc_list = list(cc_list)
         self.settings = settings
-        self.saver = Saver(settings.dest)
+        self.saver = Saver(settings.dest) if saver is None else saver
         self.pace = Pace(settings.rate) if settings.rate is not None else None
         """The run's one --rate limiter, shared by all its requests; or None."""
         self.results: dict[str, FlagResult] = {}
@@ -66,6 +68,10 @@ class Tracker:
         self.no_answers = 0
         """Flags that failed without an answer: refused, unreachable, silent."""
         self._silent = 0  # requests in a row without an answer
+        self.consumed: dict[str, float] = {}
+        """When each result reached record(): with --map, later than it finished."""
+        self.pool_stats: dict[str, Any] = {}
+        """What a process pool cost (start-up, memory), for --json; else empty."""
 
     def record(self, result: FlagResult) -> None:
         silent = no_answer(result)  # before the proxy's note changes the text
@@ -75,6 +81,7 @@ class Tracker:
                 result, error=f"{result.error} (through proxy {self.proxy})"
             )
         self.results[result.cc] = result
+        self.consumed[result.cc] = time.perf_counter()
         self.counter[result.status] += 1
         if self.settings.verbose:
             print(result.cc, result.message)

@@ -178,6 +178,7 @@ def test_json_record_describes_the_run(
         "attempts",
         "started",
         "finished",
+        "consumed",
         "error",
         "file",
     }

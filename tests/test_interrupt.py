@@ -31,7 +31,7 @@ from tests.helpers import MODES, flag_bytes, leftovers, noise
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
-CONCURRENCY = {"sequential": 1, "threadpool": 4, "asyncio": 4}
+CONCURRENCY = {"sequential": 1, "threadpool": 4, "asyncio": 4, "processpool": 4}
 CODES = [f"A{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]  # AA answers, the rest wait
 SAVE_SECONDS = 1.5  # how long the slow disk takes to finish the one save
 # The child's disk, made slow for this test only: the move of a finished

@@ -161,13 +161,16 @@ def test_a_full_disk_stops_the_run_with_one_message(
         " the run stops here"
     ]
     assert "Traceback" not in captured.out + captured.err
-    assert "  1 error." in captured.out
+    # Each worker process has its own copy of the patched open: 3 files each.
+    workers = settings.concurrency if mode == "processpool" else 1
+    errors = re.search(r"^\s*(\d+) errors?\.$", captured.out, re.M)
+    assert errors and 1 <= int(errors.group(1)) <= workers, captured.out
     cancelled = re.search(r"^\s*(\d+) cancelled\.$", captured.out, re.M)
     assert cancelled and int(cancelled.group(1)) >= 60 - 30 - 4, captured.out
     assert leftovers(dest) == []
     saved = sorted(p.name for p in dest.iterdir())
-    assert len(saved) == 3
-    assert "  3 flags downloaded." in captured.out
+    assert 3 <= len(saved) <= 3 * workers
+    assert f"{len(saved):3} flags downloaded." in captured.out
     for name in saved:
         assert (dest / name).read_bytes() == flag_bytes(name[:2])
 

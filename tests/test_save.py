@@ -322,3 +322,14 @@ def test_save_remembers_the_file_of_each_code(dest: Path) -> None:
     saver.save(b"GIF89a", "Brazil.gif", "BR")
     assert saver.files == {"BR": "Brazil.gif"}
     assert saver.saved == {"Brazil.gif": 6}
+
+
+def test_a_process_pool_worker_saver_never_sweeps(dest: Path) -> None:
+    """A worker starts while others write: its sweep could take a temporary
+    between its creation and its lock. The parent's Saver swept already."""
+    stale = dest / ".BR.gif.k2j4x9ab.part"
+    stale.write_bytes(b"GIF89a")
+    saver = Saver(dest, sweep=False)
+    assert saver.swept == 0
+    assert stale.exists()
+    assert saver.save(flag_bytes("BR"), "BR.gif")

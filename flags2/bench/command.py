@@ -66,7 +66,8 @@ ModesOpt = Annotated[
         "--modes",
         metavar="LIST",
         help=f"Comma list of modes (default {','.join(MODES)});"
-        " curl and aria2c too, with --url.",
+        " threadpool+map and processpool+map run --map; curl and aria2c too,"
+        " with --url.",
         show_default=False,
     ),
 ]

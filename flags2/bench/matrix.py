@@ -16,10 +16,13 @@ from flags2.bench.model import PEERS, Cell, CodeSet
 from flags2.codes import POP20_CC, expand_cc_args
 from flags2.runner import MODES, effective_concurrency, load_mode
 from flags2.servers.options import SERVER_KINDS
+from flags2.settings import MAP_MODES
 
 __all__ = [
     "DEFAULT_MODES",
+    "MAP_SUFFIX",
     "PEER_MAX_PARALLEL",
+    "base_mode",
     "code_sets",
     "demo_cells",
     "make_cell",
@@ -30,6 +33,21 @@ __all__ = [
 ]
 
 DEFAULT_MODES = ",".join(MODES)
+MAP_SUFFIX = "+map"
+"""``--modes threadpool+map``: that mode run with ``download --map``."""
+_MAP_VARIANTS = [mode + MAP_SUFFIX for mode in MAP_MODES]
+
+
+def base_mode(mode: str) -> tuple[str, list[str]]:
+    """The ``download --mode`` of a bench mode, and the options it adds.
+
+    >>> base_mode("processpool+map")
+    ('processpool', ['--map'])
+    """
+    if mode in _MAP_VARIANTS:
+        return mode.removesuffix(MAP_SUFFIX), ["--map"]
+    return mode, []
+
 
 # Each peer's -m when none is given, and the most it really runs at once.
 _PEER_DEFAULT_M = 30  # the downloader issue compares with --parallel-max 30
@@ -52,10 +70,11 @@ def parse_modes(text: str, *, url: str | None) -> list[str]:
             raise ValueError(
                 f"--modes {mode} needs --url: {mode} is compared on an external server"
             )
-        if mode not in MODES and mode not in PEERS:
+        if mode not in MODES and mode not in PEERS and mode not in _MAP_VARIANTS:
             raise ValueError(
                 f"--modes: unknown mode {mode!r} (choose from"
-                f" {', '.join(MODES)}; {', '.join(PEERS)} with --url)"
+                f" {', '.join([*MODES, *_MAP_VARIANTS])};"
+                f" {', '.join(PEERS)} with --url)"
             )
     return list(dict.fromkeys(modes))
 
@@ -123,7 +142,7 @@ def make_cell(mode: str, server: str, max_req: int | None, codes: CodeSet) -> Ce
         requested = max_req or _PEER_DEFAULT_M
         most = PEER_MAX_PARALLEL[mode]
     else:
-        module = load_mode(mode)
+        module = load_mode(base_mode(mode)[0])
         requested = max_req or module.DEFAULT_CONCUR_REQ
         most = module.MAX_CONCUR_REQ
         if most == 1:
@@ -166,7 +185,10 @@ def demo_cells(servers: Sequence[str]) -> tuple[Cell, ...]:
     POP20 in every mode at its default -m (sequential, threadpool 30, asyncio
     5: the "five times faster" comparison, and how -m caps asyncio), then
     threadpool and asyncio over every code AA..ZZ at -m 1000 (676 requests at
-    once, where sequential would take minutes).
+    once, where sequential would take minutes). The chapter's two experiments
+    follow: processpool at the thread pool's 20 workers (as fast, for more
+    memory and start-up) and threadpool with ``--map`` (the same downloads,
+    reported in code order).
     """
     pop20, every = (
         code_sets([], False, False, None)[0],
@@ -174,8 +196,15 @@ def demo_cells(servers: Sequence[str]) -> tuple[Cell, ...]:
     )
     cells: list[Cell] = []
     for server in servers:
-        cells += [make_cell(mode, server, None, pop20) for mode in MODES]
+        cells += [
+            make_cell(mode, server, None, pop20)
+            for mode in ("sequential", "threadpool", "asyncio")
+        ]
         cells += [
             make_cell(mode, server, 1000, every) for mode in ("threadpool", "asyncio")
+        ]
+        cells += [
+            make_cell("processpool", server, 20, pop20),
+            make_cell("threadpool" + MAP_SUFFIX, server, None, pop20),
         ]
     return tuple(cells)

@@ -126,6 +126,28 @@ class Run:
             return None
         return (self.client_cpu + (self.server_cpu or 0.0)) / self.wall
 
+    @property
+    def tree_rss_mib(self) -> float:
+        """Peak memory of the whole process tree, MiB.
+
+        For a process pool, the parent's own peak plus each worker's (its
+        ``--json`` ``pool`` figures): a sum of peaks. The rusage of a waited
+        child gives only the largest of its descendants, which would hide the
+        very cost a pool adds. Other programs are one process, measured.
+        """
+        pool = self.record.get("pool")
+        if not pool:
+            return self.peak_rss_mib
+        own = max(float(pool["parent_peak_rss_mib"]), 0.0) or self.peak_rss_mib
+        return own + float(pool["workers_peak_rss_mib"])
+
+    @property
+    def startup(self) -> float:
+        """Seconds not spent downloading at the start: the interpreter, imports
+        and exit (wall minus elapsed), plus a pool's wait for its last worker."""
+        pool = self.record.get("pool") or {}
+        return max(0.0, self.wall - self.elapsed) + float(pool.get("startup") or 0.0)
+
 
 def _median(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
@@ -204,7 +226,11 @@ class Row:
 
     @property
     def peak_rss_mib(self) -> float:
-        return max(run.peak_rss_mib for run in self.runs)
+        return max(run.tree_rss_mib for run in self.runs)
+
+    @property
+    def median_startup(self) -> float:
+        return statistics.median(run.startup for run in self.runs)
 
     @property
     def client_cpu(self) -> float | None:

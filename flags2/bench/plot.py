@@ -2,8 +2,11 @@
 
 Each panel is one run (the median run of a bench row): one lane per code in
 submission order, top to bottom, and a bar from the request's start to its
-finish, coloured by outcome; a dashed line marks the ideal time, and a shaded
-background a run that was CPU-bound. Every panel
+finish, coloured by outcome, and a black tick where the program took its
+result (``consumed``): right at the bar's end when results are taken as they
+complete, later with ``--map``, whose results wait for every earlier code's;
+a dashed line marks the ideal time, and a shaded background a run that was
+CPU-bound. Every panel
 shares one time axis, so the staircase of the sequential run and the overlap of
 the concurrent ones are seen at a glance::
 
@@ -36,6 +39,7 @@ _COLOURS = {
     "CANCELLED": "#ef6c00",
     "SKIPPED": "#90caf9",  # --skip-existing: found saved, never requested
 }
+_CONSUMED = "consumed"  # in `seen` once a panel drew its result ticks
 _CPU_BOUND = "#fff3e0"  # a panel's background when its run was CPU-bound
 _LABELS = {"OK": "OK", "NOT_FOUND": "not found", "ERROR": "error",
            "CANCELLED": "cancelled", "SKIPPED": "skipped"}  # fmt: skip
@@ -82,7 +86,7 @@ def draw_timeline(panels: Sequence[Panel], path: Path) -> None:
         gridspec_kw={"height_ratios": heights},
     )[:, 0]  # fmt: skip
     end = max(
-        [float(f["finished"]) for p in panels for f in p.flags]
+        [float(f.get("consumed", f["finished"])) for p in panels for f in p.flags]
         + [p.ideal or 0.0 for p in panels]
         + [0.001]
     )
@@ -92,6 +96,11 @@ def draw_timeline(panels: Sequence[Panel], path: Path) -> None:
     axes[-1].set_xlim(0, end * 1.02)
     axes[-1].set_xlabel("seconds since the run began")
     handles = [_patch(status) for status in _COLOURS if status in seen]
+    if _CONSUMED in seen:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="black", marker="|", linestyle="",
+                              label="result taken"))  # fmt: skip
     if any(p.ideal for p in panels):
         from matplotlib.lines import Line2D
 
@@ -125,6 +134,13 @@ def _draw_panel(ax: Any, panel: Panel, seen: set[str]) -> None:
                   for _, f in lanes]  # fmt: skip
         ax.barh([i for i, _ in lanes], widths, left=starts, height=1.0,
                 color=colour, linewidth=0)  # fmt: skip
+    consumed = [
+        (i, float(f["consumed"])) for i, f in enumerate(flags) if "consumed" in f
+    ]
+    if consumed:  # records older than the field have none
+        ax.scatter([t for _, t in consumed], [i for i, _ in consumed], marker="|",
+                   color="black", s=12, linewidths=0.8)  # fmt: skip
+        seen.add(_CONSUMED)
     if panel.cpu_bound:
         ax.set_facecolor(_CPU_BOUND)
     if panel.ideal:

@@ -76,6 +76,7 @@ def _row_record(row: Row, cores: int) -> dict[str, Any]:
         **{f"vs_{peer}": _rounded(row.vs_peer.get(peer), 4) for peer in PEERS},
         "peak_in_flight": row.peak_in_flight,
         "peak_rss_mib": round(row.peak_rss_mib, 1),
+        "median_startup": _rounded(row.median_startup),
         "cpu_per_request": {"client": _rounded(client), "server": _rounded(server)},
         "client_startup_cpu": _rounded(row.startup_cpu),
         "cpu_load": _rounded(row.cpu_load, 4),

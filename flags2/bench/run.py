@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import flags2
 from flags2.bench import peers
 from flags2.bench.ideal import IdealRun, ideal_run
+from flags2.bench.matrix import base_mode
 from flags2.bench.measure import Spawner
 from flags2.bench.model import BenchSettings, Cell, CodeSet, Run
 from flags2.runner import EXIT_ERRORS, EXIT_OK
@@ -103,9 +104,10 @@ def _child_env() -> dict[str, str]:
 def _download_command(
     cell: Cell, settings: BenchSettings, base_url: str, dest: Path, record: Path
 ) -> list[str]:
+    mode, options = base_mode(cell.mode)
     return [
         sys.executable, "-P", "-m", "flags2", "download", *cell.codes.args,
-        "--mode", cell.mode, "-m", str(cell.max_req), "-s", base_url, "--no-serve",
+        "--mode", mode, *options, "-m", str(cell.max_req), "-s", base_url, "--no-serve",
         "--json", str(record), "-d", str(dest),
         "--retries", str(settings.retries), "--timeout", repr(settings.timeout),
     ]  # fmt: skip

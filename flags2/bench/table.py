@@ -32,8 +32,9 @@ __all__ = [
 SLOW_EFFICIENCY = 0.9
 """Below this efficiency a row's note says where its time went."""
 
-_RIGHT = {"-m", "elapsed", "wall", "speed-up", "ideal", "eff", "peak", "RSS MiB",
-          "CPU ms/req", "faults", *(f"vs {peer}" for peer in PEERS)}  # fmt: skip
+_RIGHT = {"-m", "elapsed", "wall", "start-up", "speed-up", "ideal", "eff", "peak",
+          "RSS MiB", "CPU ms/req", "faults",
+          *(f"vs {peer}" for peer in PEERS)}  # fmt: skip
 
 
 def server_label(cell: Cell) -> str:
@@ -95,7 +96,7 @@ def _line(row: Row, peers: Sequence[str], show_faults: bool) -> list[str]:
         + (f"/{c['CANCELLED']}c" if c.get("CANCELLED") else "")
         + (" !" if row.unexpected else ""),
         _secs(row.median_elapsed) if not cell.is_peer else "-",
-        _secs(row.median_wall), _ratio(row.speedup),
+        _secs(row.median_wall), _secs(row.median_startup), _ratio(row.speedup),
         _secs(row.ideal.elapsed if row.ideal else None),
         "-" if eff is None else f"{eff:.2f}",
         "-" if peak is None else str(peak), f"{row.peak_rss_mib:.1f}", _cpu(row),
@@ -114,7 +115,8 @@ def format_table(
     show_faults = any(row.cell.server == "error" for row in rows)
     peers = [p for p in PEERS if any(row.cell.mode == p for row in rows)]
     header = ["mode", "server", "-m", "codes", "OK/404/err", "elapsed", "wall",
-              "speed-up", "ideal", "eff", "peak", "RSS MiB", "CPU ms/req"]  # fmt: skip
+              "start-up", "speed-up", "ideal", "eff", "peak", "RSS MiB",
+              "CPU ms/req"]  # fmt: skip
     if show_faults:
         header.append("faults")
     header += [f"vs {peer}" for peer in peers]
@@ -152,6 +154,12 @@ def _sequential_notes(rows: Sequence[Row]) -> list[str]:
     return notes
 
 
+def _processes(cell: Cell) -> str:
+    if cell.mode.startswith("processpool"):
+        return f"{cell.concurrency + 1} processes"
+    return "one process"
+
+
 def cpu_notes(rows: Sequence[Row], cores: int) -> list[str]:
     """Why a row is far from its ideal, in CPU seconds; which rows were CPU-bound."""
     notes = []
@@ -172,7 +180,8 @@ def cpu_notes(rows: Sequence[Row], cores: int) -> list[str]:
             notes.append(
                 f"eff {eff:.2f}: {describe(row.cell)} is {gap:.2f}s over its ideal;"
                 f" its client spent {(client or 0) * n:.2f}s of CPU on its {n}"
-                " requests (start-up left out), in one process, and the server"
+                f" requests (start-up left out), in {_processes(row.cell)}, and the"
+                " server"
                 f" {(server or 0) * n:.2f}s: the last requests wait for the CPU"
                 " before their delays even start"
             )
@@ -187,7 +196,16 @@ def _notes(
         " process (start-up included)",
         "CPU ms/req: client + server CPU per code, medians; the client's without"
         " its start-up (one run of it against a port that refuses)",
+        "start-up: wall - elapsed (interpreter, imports, exit), plus for"
+        " processpool the wait for its last worker, a median",
     ]
+    if any(row.cell.mode.startswith("processpool") for row in rows):
+        notes.append(
+            "RSS MiB: the peak memory of the whole process tree; for processpool"
+            " the parent's peak plus every worker's (a sum of peaks, so at most"
+            " what the tree held at once; under fork, pages a worker still shares"
+            " with the parent count in both), for the other rows the one process"
+        )
     if settings.url is None:
         notes.append(
             "ideal: best possible time given the seeded delays and -m;"

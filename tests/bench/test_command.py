@@ -280,3 +280,35 @@ def test_a_password_in_url_is_never_shown(closed_port: int, tmp_path: Path) -> N
     assert f"server http://me:***@127.0.0.1:{closed_port}/flags" in result.output
     assert "S3cret" not in result.output
     assert "S3cret" not in record.read_text()
+
+
+def test_processpool_and_map_rows_show_the_whole_trees_memory(tmp_path: Path) -> None:
+    record = tmp_path / "bench.json"
+    result = invoke(
+        *CODES, "--servers", "local", "--modes", "threadpool,processpool+map",
+        "-m", "3", "--seed", "3", "--json", str(record), *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].split()[5:8] == ["elapsed", "wall", "start-up"]
+    assert lines[3].split()[:3] == ["processpool+map", "LOCAL", "3"]
+    assert "4/1/0" in lines[3]
+    assert any(
+        line.startswith("RSS MiB: the peak memory of the whole") for line in lines
+    )
+    threads, processes = json.loads(record.read_text())["rows"]
+    run = processes["runs"][0]
+    pool = run["pool"]
+    assert pool["workers"] == 3 and pool["startup"] > 0
+    assert pool["workers_peak_rss_mib"] > 0
+    # The tree: the parent's own peak plus its 3 workers', more than one process.
+    tree = pool["parent_peak_rss_mib"] + pool["workers_peak_rss_mib"]
+    assert processes["peak_rss_mib"] == pytest.approx(tree, abs=0.2)
+    assert processes["peak_rss_mib"] > threads["peak_rss_mib"]
+    assert processes["median_startup"] > 0
+    # --map: each result taken in code order, never before it finished.
+    flags = run["flags"]
+    assert [f["cc"] for f in flags] == CODES
+    taken = [f["consumed"] for f in flags]
+    assert taken == sorted(taken)
+    assert all(f["consumed"] >= f["finished"] for f in flags)

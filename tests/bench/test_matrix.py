@@ -16,6 +16,8 @@ def test_demo_is_pop20_in_each_mode_then_every_code_at_1000() -> None:
         ("asyncio", 5, 5, "POP20"),
         ("threadpool", 1000, 676, "-e"),
         ("asyncio", 1000, 676, "-e"),
+        ("processpool", 20, 20, "POP20"),
+        ("threadpool+map", 30, 20, "POP20"),
     ]
 
 
