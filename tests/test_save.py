@@ -316,10 +316,10 @@ def test_a_temporary_swept_before_its_lock_is_written_again(
             sweeps.append(Saver(dest).swept)
         replace(src, dst)
 
-    monkeypatch.setattr(save.tempfile, "mkstemp", create_then_sweep)
+    monkeypatch.setattr(tempfile, "mkstemp", create_then_sweep)
     if not replace_open:
         monkeypatch.setattr(save, "_REPLACE_OPEN", False)
-        monkeypatch.setattr(save.os, "replace", sweep_then_replace)
+        monkeypatch.setattr(os, "replace", sweep_then_replace)
     body = flag_bytes("BR")
     assert Saver(dest).save(body, "BR.gif")
     assert sweeps[0] == 1  # the interleaving happened: it was swept
@@ -338,7 +338,7 @@ def test_a_save_out_of_descriptors_waits_instead_of_failing(
             raise OSError(errno.EMFILE, "Too many open files")
         return mkstemp(*args, **kwargs)  # type: ignore[call-overload,no-any-return]
 
-    monkeypatch.setattr(save.tempfile, "mkstemp", exhausted)
+    monkeypatch.setattr(tempfile, "mkstemp", exhausted)
     saver = Saver(dest)
     assert saver.save(flag_bytes("BR"), "BR.gif")
     assert len(calls) == 3 and saver.failed is None
