@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CAN_LOCK",
     "DESCRIPTOR_ERRNOS",
     "NONBLOCK",
     "detached",
@@ -69,6 +70,9 @@ a failure of whatever asked for one."""
 NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
 """``os.O_NONBLOCK`` where it exists: an open that never waits on a fifo (Windows
 has no fifos a path can name, so nothing to wait on there)."""
+
+CAN_LOCK = fcntl is not None or sys.platform == "win32" or hasattr(os, "lockf")
+"""Whether `lock` works here (else it raises OSError ENOLCK)."""
 
 # macOS reports an unlimited hard limit but refuses a soft limit above this.
 _UNLIMITED_TARGET = 65536
