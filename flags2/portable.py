@@ -18,6 +18,8 @@ route where the call is missing:
   refuses a symbolic link, and "never wait on a fifo".
 * `private_dir`: a per-user folder at a fixed place, whatever ``TMPDIR`` says,
   created safely (owned by the user, mode 0700, not a link).
+* `CAN_WAIT4`: whether ``os.wait4`` gives a child's rusage, which the
+  bench's measuring helper reads (it samples through psutil elsewhere).
 * `detached`: `subprocess.Popen` options that start a child in a session (on
   Windows, a process group and no console) of its own.
 
@@ -43,6 +45,7 @@ from typing import Any
 
 __all__ = [
     "CAN_LOCK",
+    "CAN_WAIT4",
     "DESCRIPTOR_ERRNOS",
     "NONBLOCK",
     "detached",
@@ -73,6 +76,10 @@ has no fifos a path can name, so nothing to wait on there)."""
 
 CAN_LOCK = fcntl is not None or sys.platform == "win32" or hasattr(os, "lockf")
 """Whether `lock` works here (else it raises OSError ENOLCK)."""
+
+CAN_WAIT4 = hasattr(os, "wait4") and hasattr(os, "posix_spawnp")
+"""Whether a child's own CPU time and peak memory come with its exit status
+(``os.wait4``'s rusage); elsewhere `flags2.bench.measure` samples them."""
 
 # macOS reports an unlimited hard limit but refuses a soft limit above this.
 _UNLIMITED_TARGET = 65536
