@@ -121,7 +121,8 @@ def lock(fd: int, *, shared: bool = False, wait: bool = True) -> bool:
     """Lock the open file `fd`; False if `wait` is False and someone holds it.
 
     Shared locks coexist; an exclusive one excludes every other. Closing the
-    file lets go (so does the death of the process). Raises OSError where the
+    file lets go (so does the death of the process). `fd` must be open for
+    writing: byte-range locks (``os.lockf``) need it. Raises OSError where the
     file cannot be locked at all (a file system without locks: ENOLCK).
     """
     if fcntl is not None:

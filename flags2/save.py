@@ -325,8 +325,8 @@ class Saver:
         for name in names:
             try:
                 # Never a link's target, never a fifo's wait.
-                fd = portable.open_no_follow(
-                    self.dest / name, os.O_RDONLY | portable.NONBLOCK
+                fd = portable.open_no_follow(  # writable: lock() may need it
+                    self.dest / name, os.O_RDWR | portable.NONBLOCK
                 )
             except OSError:
                 continue
