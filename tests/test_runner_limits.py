@@ -37,9 +37,9 @@ def _download(
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     done = subprocess.run(
-        [sys.executable, "-m", "flags2", "download", "-e", "-m", "1000"]
-        + ["--mode", mode, "-s", local_url, "-d", str(dest), "--no-serve"]
-        + ["--json", "-"],
+        [sys.executable, "-m", "flags2", "download", "-e", "-m", "1000",
+         "--mode", mode, "-s", local_url, "-d", str(dest), "--no-serve",
+         "--json", "-"],  # fmt: skip
         preexec_fn=limit,
         capture_output=True,
         text=True,
