@@ -36,10 +36,10 @@ def _download(
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
+    args = ["download", "-e", "-m", "1000", "--mode", mode, "-s", local_url]
+    args += ["-d", str(dest), "--no-serve", "--json", "-"]
     done = subprocess.run(
-        [sys.executable, "-m", "flags2", "download", "-e", "-m", "1000",
-         "--mode", mode, "-s", local_url, "-d", str(dest), "--no-serve",
-         "--json", "-"],  # fmt: skip
+        [sys.executable, "-m", "flags2", *args],
         preexec_fn=limit,
         capture_output=True,
         text=True,
