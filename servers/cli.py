@@ -416,10 +416,10 @@ def run(
             "urls": {s.kind: s.base_url for s in servers},
             "ports": {s.kind: s.port for s in servers},
         }
-        print(READY_PREFIX + json.dumps(ready), flush=True)
         left = threading.Event()
         if lease is not None and threading.current_thread() is threading.main_thread():
-            _leave_on_signals(left)
+            _leave_on_signals(left)  # before READY: a signal may follow it at once
+        print(READY_PREFIX + json.dumps(ready), flush=True)
         threading.Thread(target=_watch_stdin, args=(left,), daemon=True).start()
         threading.Thread(
             target=_serve_out, args=(left, stop, lease), daemon=True

@@ -140,9 +140,9 @@ def test_a_leased_server_signalled_itself_stops_only_when_unused(
             os.kill(started.pid, signal.SIGTERM)
             os.kill(started.pid, signal.SIGHUP)
             time.sleep(0.5)
-            assert is_listening("127.0.0.1", port)  # the two runs hold it
+            assert is_listening("127.0.0.1", port, timeout=2)  # both runs hold it
         time.sleep(0.5)
-        assert is_listening("127.0.0.1", port)  # the other run still does
+        assert is_listening("127.0.0.1", port, timeout=2)  # the other still does
         holder.stdin.write("\n")
         holder.stdin.close()
         holder.wait(timeout=10)
