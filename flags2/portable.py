@@ -36,7 +36,6 @@ import contextlib
 import errno
 import os
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -258,6 +257,8 @@ def detached() -> dict[str, Any]:
     ``timeout``, a terminal's Ctrl-C): only what is sent to it by its pid.
     """
     if sys.platform == "win32":  # pragma: no cover - Windows
+        import subprocess  # only here: it costs every run an import elsewhere
+
         flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
         return {"creationflags": flags}
     return {"start_new_session": True}
