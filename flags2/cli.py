@@ -137,6 +137,8 @@ def download(
     concurrency = runner.effective_concurrency(
         requested, module.MAX_CONCUR_REQ, len(cc_list)
     )
+    if note := runner.descriptor_note(requested, module.MAX_CONCUR_REQ, len(cc_list)):
+        print(note, file=sys.stderr)
     settings = Settings(
         base_url=base_url,
         site=label,

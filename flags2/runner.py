@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
+from flags2 import portable
 from flags2.report import final_report, initial_report, run_record
 from flags2.settings import MODES, Settings
 from flags2.status import DownloadStatus
@@ -25,17 +26,26 @@ from flags2.urls import redact
 
 __all__ = [
     "BUNDLED",
+    "DESCRIPTOR_RESERVE",
     "EXIT_ERRORS",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "MODES",
     "Mode",
+    "descriptor_note",
     "effective_concurrency",
     "load_mode",
     "run",
 ]
 
 EXIT_OK, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 130
+
+DESCRIPTOR_RESERVE = 64
+"""Descriptors kept back from connections: stdio, the event loop's, the name
+lookups', the bundled server's pipes, the lease and the ``--json`` files."""
+# A request in flight holds its socket and, while its flag is saved, the
+# temporary (a thread-pool run can save every flag at once).
+_PER_REQUEST = 2
 
 # Labels served by the bundled servers, and the server kind each one is.
 BUNDLED = {"LOCAL": "local", "DELAY": "delay", "ERROR": "error"}
@@ -58,8 +68,37 @@ def load_mode(name: str) -> Mode:
 
 def effective_concurrency(requested: int, most: int, n_codes: int) -> int:
     """The connections a run uses: as `requested`, but at most `most` (the mode's
-    MAX_CONCUR_REQ), never more than there are flags, and at least one."""
+    MAX_CONCUR_REQ), never more than there are flags, and at least one; and no
+    more than the descriptor limit holds (``ulimit -n``), lifted first towards
+    the hard limit if the run needs more (see `descriptor_note`). Under a hard
+    ``ulimit -n 200``, 676 flags at ``-m 1000`` get (200 - 64) / 2 = 68.
+    """
+    wanted = _capped(requested, most, n_codes)
+    limit = portable.raise_open_file_limit(_descriptors(wanted))
+    if limit is None:
+        return wanted
+    return max(1, min(wanted, (limit - DESCRIPTOR_RESERVE) // _PER_REQUEST))
+
+
+def descriptor_note(requested: int, most: int, n_codes: int) -> str | None:
+    """One line when the descriptor limit lowered `effective_concurrency`."""
+    wanted = _capped(requested, most, n_codes)
+    used = effective_concurrency(requested, most, n_codes)
+    if used >= wanted:
+        return None
+    return (
+        f"flags2: only {used} of the {wanted} connections asked for fit the"
+        f" descriptor limit (ulimit -n {portable.open_file_limit()}); raise it"
+        f" (ulimit -n {_descriptors(wanted)}) to use them all"
+    )
+
+
+def _capped(requested: int, most: int, n_codes: int) -> int:
     return max(1, min(requested, most, n_codes))
+
+
+def _descriptors(concurrency: int) -> int:
+    return concurrency * _PER_REQUEST + DESCRIPTOR_RESERVE
 
 
 def run(

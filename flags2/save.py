@@ -13,7 +13,9 @@ or forbidden folder) cancels the saver the same way and is kept in
 Temporaries that a killed run left behind (``.BR.gif.k2j4x9ab.part``, or
 ``.Brazil.gif.k2j4x9ab.flags2.part`` with ``--names``) are removed when a new
 Saver starts in the folder; a temporary is locked while it is written, so a
-run working in the same folder keeps its own.
+run working in the same folder keeps its own, and a save whose temporary was
+swept in the instant before its lock (mkstemp shows the file first) writes
+it again under a new name. Running out of descriptors (EMFILE) is a wait.
 
 With ``--names`` a file name comes from the server (``metadata.json``), so it
 is untrusted: :func:`country_file_name` refuses any name that could leave the
@@ -26,15 +28,17 @@ GIF, by the same check a download passes.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import stat
+import sys
 import tempfile
 import threading
+import time
 import unicodedata
 from pathlib import Path
 
+from flags2 import portable
 from flags2.http11 import MAX_BODY
 
 __all__ = [
@@ -58,6 +62,14 @@ GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# How often a save is tried when a starting run sweeps its temporaries each
+# time; and the pause when the process is out of descriptors (which it is only
+# for as long as another flag holds one).
+_SWEPT_TRIES = 3
+_DESCRIPTOR_WAIT = 0.01
+# Where an open file cannot be renamed (Windows), it is closed first; there a
+# file open elsewhere cannot be deleted either, so the sweep spares it anyway.
+_REPLACE_OPEN = sys.platform != "win32"
 # Write errors that do not depend on the flag: the next save would fail alike.
 FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES})
 # Exactly the temporaries save() creates: mkstemp's random part between them.
@@ -253,28 +265,60 @@ class Saver:
                 return False
             if cc is not None:
                 self.files[cc] = filename
+            for attempt in range(1, _SWEPT_TRIES + 1):
+                if self._write(body, filename, suffix, last=attempt == _SWEPT_TRIES):
+                    break
+            self.saved[filename] = len(body)
+            return True
+
+    def _write(self, body: bytes, filename: str, suffix: str, *, last: bool) -> bool:
+        """One try at a save; False if a starting run swept its temporary.
+
+        mkstemp makes the file visible before it is locked, and a sweep can
+        take it in that instant (or, where a closed file is what os.replace
+        needs, just before the replace): the write then went to a name that
+        is gone, so it is done again under a new one.
+        """
+        fd, tmp = self._temporary(filename, suffix)
+        try:
+            portable.lock(fd)  # held until the file is in place
+            portable.set_mode(fd, Path(tmp), 0o666 & ~_UMASK)
+            with open(fd, "wb", closefd=False) as file:
+                file.write(body)
+            if not _REPLACE_OPEN:
+                os.close(fd)
+                fd = -1
             try:
-                fd, tmp = tempfile.mkstemp(
+                os.replace(tmp, self.dest / filename)
+            except FileNotFoundError:
+                if last or os.path.lexists(tmp):
+                    raise
+                return False  # swept: try again under a new name
+        except BaseException as exc:  # KeyboardInterrupt too: no .part survives
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                self._fail(exc, filename)
+            raise
+        finally:
+            if fd != -1:
+                os.close(fd)
+        return True
+
+    def _temporary(self, filename: str, suffix: str) -> tuple[int, str]:
+        """A new temporary for `filename`, waiting while descriptors run out."""
+        while True:
+            try:
+                return tempfile.mkstemp(
                     dir=self.dest, prefix=_PREFIX.format(filename), suffix=suffix
                 )
             except OSError as exc:
+                if exc.errno in portable.DESCRIPTOR_ERRNOS:
+                    # Another flag gives its descriptor back soon: a wait, never
+                    # this flag's error.
+                    time.sleep(_DESCRIPTOR_WAIT)
+                    continue
                 self._fail(exc, filename)
                 raise
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is in place
-                os.fchmod(fd, 0o666 & ~_UMASK)
-                with open(fd, "wb", closefd=False) as file:
-                    file.write(body)
-                os.replace(tmp, self.dest / filename)
-                self.saved[filename] = len(body)
-            except BaseException as exc:  # KeyboardInterrupt too: no .part survives
-                Path(tmp).unlink(missing_ok=True)
-                if isinstance(exc, OSError):
-                    self._fail(exc, filename)
-                raise
-            finally:
-                os.close(fd)
-            return True
 
     def existing(self, filename: str) -> int | None:
         """The size of `filename` in the folder if it is a whole GIF already.
@@ -291,7 +335,7 @@ class Saver:
         if not stat.S_ISREG(mode):
             raise NotAFile(f"{filename} exists and is {_kind(mode)}, not a file")
         # O_NONBLOCK: if a fifo took the file's place since, never wait on it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | portable.NONBLOCK)
         with open(fd, "rb") as file:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise NotAFile(f"{filename} exists and is not a file")
@@ -314,18 +358,17 @@ class Saver:
         removed = 0
         for name in names:
             try:
-                flags = (
-                    os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                )  # never a fifo's wait
-                fd = os.open(self.dest / name, flags)
+                # Never a link's target, never a fifo's wait.
+                fd = portable.open_no_follow(  # writable: lock() may need it
+                    self.dest / name, os.O_RDWR | portable.NONBLOCK
+                )
             except OSError:
                 continue
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if stat.S_ISREG(os.fstat(fd).st_mode):
+                if portable.lock(fd, wait=False) and stat.S_ISREG(os.fstat(fd).st_mode):
                     os.unlink(self.dest / name)
                     removed += 1
-            except OSError:  # locked: another run is writing it right now
+            except OSError:  # gone already, or a file system without locks
                 pass
             finally:
                 os.close(fd)

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 from .lease import Lease
@@ -84,6 +85,8 @@ DETACHED_LINE = "DETACHED"
 writes nothing more to the pipes its starter is about to close."""
 
 _held: list[Lease] = []  # the exclusive lease, kept until the process exits
+# What a leased server takes as "its starter has gone" besides stdin's EOF.
+_LEAVING_SIGNALS = ("SIGTERM", "SIGHUP")
 
 _DESCRIPTION = """\
 Serve the 194 bundled flags for the flags2 clients.
@@ -330,38 +333,58 @@ def _say(line: str) -> None:
 
 def _detach() -> None:
     # Our starter stops reading our stdout and stderr; writing there later
-    # would fail, so both go to the null device from now on.
+    # would fail, so both go to the null device from now on. (The process is
+    # in a session of its own from the start: flags2.servers.launch.)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         for fd in (1, 2):
             os.dup2(devnull, fd)
     finally:
         os.close(devnull)
-    # Leave the starter's terminal session too: closing the terminal it ran in
-    # (SIGHUP to its jobs) must not stop a server other runs are using.
-    if hasattr(os, "setsid"):
-        with contextlib.suppress(OSError):
-            os.setsid()
 
 
-def _watch_stdin(stop: threading.Event, lease_path: Path | None) -> None:
+def _watch_stdin(left: threading.Event) -> None:
     # The parent holds the write end of our stdin; EOF means it closed it or died
-    # (even by SIGKILL), and a server must not outlive it, nor the other runs
-    # holding its lease.
+    # (even by SIGKILL).
     try:
         while sys.stdin.buffer.read(4096):
             pass
     except (OSError, ValueError):
         pass
-    if lease_path is not None:
-        lease = Lease(lease_path)
-        if not lease.take_if_unused():
+    left.set()
+
+
+def _serve_out(
+    left: threading.Event, stop: threading.Event, lease: Path | None
+) -> None:
+    # Once the starter has left, a server must not outlive it, nor the other
+    # runs holding its lease.
+    left.wait()
+    if lease is not None:
+        held = Lease(lease)
+        if not held.take_if_unused():
             _say(DETACHED_LINE)
             _detach()
-            lease.take_when_unused()
-        _held.append(lease)
+            held.take_when_unused()
+        _held.append(held)
     _say(STOPPING_LINE)
     stop.set()
+
+
+def _leave_on_signals(left: threading.Event) -> None:
+    """SIGTERM and SIGHUP to a leased server mean what its starter's exit means.
+
+    The server is shared: a signal sent to it (``kill PID``, a logout's SIGHUP)
+    lets it stop as soon as no run holds its lease, never under one. SIGKILL
+    is still the way to stop it at once.
+    """
+
+    def leave(signum: int, frame: FrameType | None) -> None:
+        left.set()
+
+    for name in _LEAVING_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), leave)
 
 
 def run(
@@ -393,8 +416,14 @@ def run(
             "urls": {s.kind: s.base_url for s in servers},
             "ports": {s.kind: s.port for s in servers},
         }
+        left = threading.Event()
+        if lease is not None and threading.current_thread() is threading.main_thread():
+            _leave_on_signals(left)  # before READY: a signal may follow it at once
         print(READY_PREFIX + json.dumps(ready), flush=True)
-        threading.Thread(target=_watch_stdin, args=(stop, lease), daemon=True).start()
+        threading.Thread(target=_watch_stdin, args=(left,), daemon=True).start()
+        threading.Thread(
+            target=_serve_out, args=(left, stop, lease), daemon=True
+        ).start()
 
     if supervised and threading.current_thread() is threading.main_thread():
         # Ctrl-C in the terminal reaches the whole process group; the parent

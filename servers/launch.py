@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from flags2 import portable
+
 from .cli import (
     DETACHED_LINE,
     LEASE_OPTION,
@@ -270,7 +272,14 @@ def shared(
             running: Launched | None = None
             try:
                 running = stack.enter_context(
-                    _launch([kind], port=port, args=(), timeout=timeout, lease=lease)
+                    _launch(
+                        [kind],
+                        port=port,
+                        args=(),
+                        timeout=timeout,
+                        lease=lease,
+                        detach=True,
+                    )
                 )
             except LaunchError:
                 if not is_listening(host, port):
@@ -289,6 +298,7 @@ def _launch(
     args: Sequence[str],
     timeout: float,
     lease: Lease | None,
+    detach: bool = False,
 ) -> Iterator[Launched]:
     lease = lease if lease is not None and lease.held else None
     for kind in kinds:
@@ -322,6 +332,10 @@ def _launch(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # A shared server belongs to no run's process group or terminal: a
+        # signal to the starter's group (SIGHUP from a closed terminal, SIGTERM
+        # from timeout or a service manager) must not reach it.
+        **(portable.detached() if detach else {}),
     )
     readers: list[threading.Thread] = []
     lines: queue.Queue[str | None] = queue.Queue()

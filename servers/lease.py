@@ -10,42 +10,47 @@ under a run still using it, and never outlives the last one. The server keeps
 the exclusive lock until it exits, so a run arriving while it stops waits,
 finds the port closed, and starts a server of its own.
 
-Locks are `fcntl.flock` locks; where that is missing (Windows) every lease is
-a no-op and a run's server lives exactly as long as the run.
+The lease files live in a folder of the user's at a fixed place
+(`flags2.portable.private_dir`: ``/tmp/flags2-UID``, or ``%LOCALAPPDATA%``),
+not under ``TMPDIR``, so every run of the user finds them whatever its
+``TMPDIR`` says. The locks are `flags2.portable.lock`'s: ``flock`` on POSIX,
+byte-range locks on Windows. Where no lock can be had (no such folder, a file
+system without locks) a lease is a no-op and a run's server lives exactly as
+long as the run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import IO
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+# Not a copy of the platform split: flags2 is importable wherever these
+# servers run (installed as flags2.servers, or side by side in a checkout).
+from flags2 import portable
 
 __all__ = ["AVAILABLE", "Lease", "lease_path"]
 
-AVAILABLE = fcntl is not None
+AVAILABLE = portable.CAN_LOCK
 """Whether leases work here; without them a bundled server is never shared."""
 
 _POLL = 0.05
 
 
-def lease_path(port: int) -> Path:
-    """The lease file of the bundled server on `port`, private to this user."""
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(tempfile.gettempdir()) / f"flags2-{uid}-port{port}.lease"
+def lease_path(port: int) -> Path | None:
+    """The lease file of the bundled server on `port`, private to this user.
+
+    None if the user's folder cannot be had safely (then no lease is taken).
+    """
+    folder = portable.private_dir("flags2")
+    return None if folder is None else folder / f"port{port}.lease"
 
 
 class Lease:
     """One lock on a lease file, shared (a run) or exclusive (the server)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
         self.path = path
         self._file: IO[bytes] | None = None
 
@@ -55,31 +60,20 @@ class Lease:
         return self._file is not None
 
     def _lock(self, *, exclusive: bool, timeout: float | None) -> bool:
-        if fcntl is None:  # pragma: no cover - Windows
-            return False
         if self._file is not None:
             return True
+        if self.path is None or not AVAILABLE:
+            return False
         try:
             # Never deleted: unlinking a lock file others have open would let
             # two processes lock two different files of the same name.
             file = open(self.path, "ab")  # noqa: SIM115 - held until release()
         except OSError:
             return False  # no lease then: the server lives as long as its run
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
-            if timeout is None:
-                fcntl.flock(file, mode)
-            else:
-                deadline = time.monotonic() + timeout
-                while True:
-                    try:
-                        fcntl.flock(file, mode | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            file.close()
-                            return False
-                        time.sleep(_POLL)
+            if not self._wait(file.fileno(), exclusive, timeout):
+                file.close()
+                return False
         except OSError:  # e.g. ENOLCK: a file system without locks
             file.close()
             return False
@@ -87,6 +81,17 @@ class Lease:
             file.close()
             raise
         self._file = file
+        return True
+
+    @staticmethod
+    def _wait(fd: int, exclusive: bool, timeout: float | None) -> bool:
+        if timeout is None:
+            return portable.lock(fd, shared=not exclusive)
+        deadline = time.monotonic() + timeout
+        while not portable.lock(fd, shared=not exclusive, wait=False):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
         return True
 
     def share(self, timeout: float) -> bool:

@@ -29,7 +29,6 @@ under 100 MiB, and as many sleeping their delay after one, under 60 MiB.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import socket
@@ -37,10 +36,10 @@ import threading
 import time
 from typing import Any
 
-try:
-    import resource
-except ImportError:  # pragma: no cover - Windows: no descriptor limit to read
-    resource = None  # type: ignore[assignment]
+# The one copy of the platform split, shared with the client: flags2 is
+# importable wherever these servers run (they are installed as flags2.servers,
+# and a checkout holds both folders side by side).
+from flags2 import portable
 
 __all__ = [
     "CONNECTIONS",
@@ -68,42 +67,32 @@ RESERVE = 64
 """Descriptors kept back from connections: stdio, listening sockets, pipes, and
 the files that GETs in progress have open."""
 
-_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-# macOS reports an unlimited hard limit but refuses a soft limit above this.
-_UNLIMITED_TARGET = 65536
+_EXHAUSTED = {*portable.DESCRIPTOR_ERRNOS, errno.ENOBUFS, errno.ENOMEM}
+_UNLIMITED = 1 << 30  # connections admitted where no descriptor limit applies
 
 
-def raise_descriptor_limit() -> int:
+def raise_descriptor_limit() -> int | None:
     """Lift the soft RLIMIT_NOFILE to the hard limit where allowed; return the soft.
 
-    Only a program's start-up should call this: the limit is process-wide.
+    None where there is no such limit (Windows). Only a program's start-up
+    should call this: the limit is process-wide.
     """
-    if resource is None:  # pragma: no cover - Windows
-        return _UNLIMITED_TARGET
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = _UNLIMITED_TARGET if hard == resource.RLIM_INFINITY else hard
-    if soft != resource.RLIM_INFINITY and soft < target:
-        # Some systems cap below the hard limit; then keep what we have.
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return portable.raise_open_file_limit()
 
 
 def connection_capacity(soft: int | None = None) -> int:
     """Connections admitted at once under descriptor limit `soft` (default: now)."""
-    if resource is None:  # pragma: no cover - Windows
-        return 1 << 30
     if soft is None:
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY:
-        return 1 << 30
+        soft = portable.open_file_limit()
+    if soft is None:  # unlimited, or no such limit here
+        return _UNLIMITED
     return max(1, soft - RESERVE)
 
 
-def limit_note(soft: int) -> str | None:
+def limit_note(soft: int | None) -> str | None:
     """A banner line when limit `soft` holds fewer than `WANTED_CONNECTIONS`."""
     capacity = connection_capacity(soft)
-    if capacity >= WANTED_CONNECTIONS:
+    if soft is None or capacity >= WANTED_CONNECTIONS:
         return None
     return (
         f"note: the descriptor limit (ulimit -n) is {soft}, so at most {capacity}"

@@ -25,6 +25,7 @@ from flags2.settings import MODES as _MODES
 from flags2.tracker import Tracker
 
 __all__ = [
+    "ABSENT",
     "FLAGS_DIR",
     "FLAKY_FAULTS",
     "MODES",
@@ -35,6 +36,7 @@ __all__ = [
     "RunFn",
     "Script",
     "colour_pixels",
+    "env_without_posix",
     "flag_bytes",
     "installed",
     "leftovers",
@@ -201,3 +203,38 @@ class FakeDNS:
         self.delays: dict[str, float] = {}
         self.asked: list[str] = []
         self.ended = threading.Event()
+
+
+ABSENT = (
+    "fcntl", "resource", "select.poll",
+    "os.fchmod", "os.O_NOFOLLOW", "os.wait4", "os.getuid",
+)  # fmt: skip
+"""The POSIX-only modules and attributes flags2 must run without (issue 17)."""
+
+_WITHOUT_POSIX = f"""\
+# Hides {", ".join(ABSENT)} before anything imports them,
+# as a Python without them (Windows) would have it.
+import importlib, sys
+for name in {ABSENT!r}:
+    module, _, attribute = name.partition(".")
+    if not attribute:
+        sys.modules[module] = None  # import fails with ImportError
+    elif hasattr(mod := importlib.import_module(module), attribute):
+        delattr(mod, attribute)
+"""
+
+
+def env_without_posix(folder: Path) -> dict[str, str]:
+    """An environment whose Pythons start with every name of `ABSENT` hidden.
+
+    A ``sitecustomize`` in `folder` does the hiding, and PYTHONPATH reaches
+    every child flags2 starts (bundled servers, bench runs). LOCALAPPDATA is
+    set in `folder` too: without ``os.getuid`` the lease folder is placed as
+    on Windows.
+    """
+    site = folder / "without-posix"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(_WITHOUT_POSIX)
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    appdata = folder / "appdata"
+    return {**os.environ, "PYTHONPATH": path, "LOCALAPPDATA": str(appdata)}

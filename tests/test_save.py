@@ -333,3 +333,53 @@ def test_a_process_pool_worker_saver_never_sweeps(dest: Path) -> None:
     assert saver.swept == 0
     assert stale.exists()
     assert saver.save(flag_bytes("BR"), "BR.gif")
+
+
+@pytest.mark.parametrize("replace_open", [True, False], ids=["posix", "windows"])
+def test_a_temporary_swept_before_its_lock_is_written_again(
+    dest: Path, monkeypatch: pytest.MonkeyPatch, replace_open: bool
+) -> None:
+    # mkstemp shows the file before the save can lock it: a run starting in
+    # that instant sweeps it. Forced here by sweeping from inside mkstemp (and,
+    # where the file is closed before os.replace, from inside the replace).
+    mkstemp, replace = tempfile.mkstemp, os.replace
+    sweeps: list[int] = []
+
+    def create_then_sweep(*args: object, **kwargs: object) -> tuple[int, str]:
+        made = mkstemp(*args, **kwargs)  # type: ignore[call-overload]
+        if not sweeps:
+            sweeps.append(Saver(dest).swept)  # another run starting here
+        return made  # type: ignore[no-any-return]
+
+    def sweep_then_replace(src: str, dst: str) -> None:
+        if len(sweeps) == 1:
+            sweeps.append(Saver(dest).swept)
+        replace(src, dst)
+
+    monkeypatch.setattr(tempfile, "mkstemp", create_then_sweep)
+    if not replace_open:
+        monkeypatch.setattr(save, "_REPLACE_OPEN", False)
+        monkeypatch.setattr(os, "replace", sweep_then_replace)
+    body = flag_bytes("BR")
+    assert Saver(dest).save(body, "BR.gif")
+    assert sweeps[0] == 1  # the interleaving happened: it was swept
+    assert (dest / "BR.gif").read_bytes() == body
+    assert leftovers(dest) == []
+
+
+def test_a_save_out_of_descriptors_waits_instead_of_failing(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mkstemp, calls = tempfile.mkstemp, []
+
+    def exhausted(*args: object, **kwargs: object) -> tuple[int, str]:
+        calls.append(1)
+        if len(calls) < 3:  # another flag gives its descriptor back soon
+            raise OSError(errno.EMFILE, "Too many open files")
+        return mkstemp(*args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(tempfile, "mkstemp", exhausted)
+    saver = Saver(dest)
+    assert saver.save(flag_bytes("BR"), "BR.gif")
+    assert len(calls) == 3 and saver.failed is None
+    assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")

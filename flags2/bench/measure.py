@@ -15,6 +15,12 @@ about 9 MiB), and that helper's footprint is the floor of what is measured::
     (0, True)
 
 The helper ignores Ctrl-C (the bench decides); the child gets SIGINT as usual.
+
+Where ``os.wait4`` is missing (Windows), the helper starts each command with
+`subprocess.Popen` and samples it through psutil (installed there with
+flags2): its peak working set and CPU time. Without psutil the CPU time is
+still known where ``os.times`` counts waited-for children (POSIX), and the
+peak memory is recorded as 0: not known.
 """
 
 from __future__ import annotations
@@ -31,9 +37,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from flags2 import portable
+
 __all__ = ["Measured", "Spawner"]
 
 _GRACE = 2.0  # seconds a child gets to stop after Ctrl-C before SIGKILL
+# Windows has no SIGKILL; os.kill ends a process there whatever the signal.
+_KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
 
 # Kept to the standard library's cheapest modules: whatever the helper imports
 # raises the floor under every measurement.
@@ -66,6 +76,55 @@ for line in sys.stdin:
 """
 
 
+# The same protocol through subprocess and psutil, for where os.wait4 is
+# missing. Not -S: psutil lives in site-packages.
+_SAMPLING_HELPER = """\
+import json, os, signal, subprocess, sys, time
+try:
+    import psutil
+except ImportError:
+    psutil = None
+# A handler, which exec resets: children start with SIGINT's default, unless
+# it was ignored, as the bench got it.
+if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+
+def sample(watched, peak, cpu):
+    mem, times = watched.memory_info(), watched.cpu_times()
+    peak = max(peak, getattr(mem, "peak_wset", mem.rss))
+    return peak, max(cpu, times.user + times.system)
+
+for line in sys.stdin:
+    job = json.loads(line)
+    t0, before = time.perf_counter(), os.times()
+    try:
+        with open(job["stdout"], "wb") as out, open(job["stderr"], "wb") as err:
+            proc = subprocess.Popen(job["argv"], env=job["env"], stdout=out,
+                                    stderr=err, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+        continue
+    print(json.dumps({"pid": proc.pid}), flush=True)
+    peak = cpu = 0.0
+    watched = psutil.Process(proc.pid) if psutil is not None else None
+    while True:
+        try:
+            status = proc.wait(timeout=None if watched is None else 0.02)
+            break
+        except subprocess.TimeoutExpired:
+            try:
+                peak, cpu = sample(watched, peak, cpu)
+            except psutil.Error:
+                watched = None
+    wall = time.perf_counter() - t0
+    after = os.times()
+    waited = (after.children_user - before.children_user
+              + after.children_system - before.children_system)
+    print(json.dumps({"status": status, "wall": wall, "peak_mib": peak / 2**20,
+                      "cpu": max(cpu, waited)}), flush=True)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Measured:
     """How one command went, seen from outside."""
@@ -92,8 +151,11 @@ class Spawner:
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Spawner:
+        helper = (
+            ["-S", "-c", _HELPER] if portable.CAN_WAIT4 else ["-c", _SAMPLING_HELPER]
+        )
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _HELPER],
+            [sys.executable, "-I", *helper],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -133,11 +195,9 @@ class Spawner:
         except BaseException:  # Ctrl-C: the child must not outlive us
             self._abandon(pid)
             raise
+        peak = done["peak_mib"] if "peak_mib" in done else _mib(done["maxrss"])
         return Measured(
-            int(done["status"]),
-            float(done["wall"]),
-            _mib(done["maxrss"]),
-            float(done["cpu"]),
+            int(done["status"]), float(done["wall"]), float(peak), float(done["cpu"])
         )
 
     def _send(self, job: dict[str, Any]) -> None:
@@ -161,7 +221,7 @@ class Spawner:
             os.kill(pid, signal.SIGINT)
         if not self._close():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, _KILL)
             self._kill()
 
     def _close(self) -> bool:

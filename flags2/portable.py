@@ -1,0 +1,264 @@
+"""The one place where POSIX-only calls sit, behind small platform-neutral helpers.
+
+flags2 runs on Linux, macOS and Windows. A few of its promises rest on calls
+that only POSIX has (``fcntl``, ``resource``, ``os.fchmod``, ``os.O_NOFOLLOW``,
+``os.getuid``, ``os.setsid``); each helper here keeps the promise by another
+route where the call is missing:
+
+* `open_file_limit`, `raise_open_file_limit`: the descriptor limit (``ulimit
+  -n``), read and lifted with ``resource``; None where there is no such limit
+  to read (Windows: sockets are kernel handles, not C-runtime descriptors).
+* `lock`: an advisory lock on an open file, shared or exclusive, that the
+  system drops when its process dies, SIGKILL included. ``fcntl.flock`` on
+  POSIX; elsewhere byte-range locks (``msvcrt.locking`` on Windows, ``os.lockf``
+  on a POSIX build without ``fcntl``), which are exclusive only, so a shared
+  lock is one byte of `_SLOTS` and an exclusive one all of them: a reader-writer
+  lock out of exclusive ones, in the standard library on every system.
+* `set_mode`, `open_no_follow`, `NONBLOCK`: a file's mode, an open that
+  refuses a symbolic link, and "never wait on a fifo".
+* `private_dir`: a per-user folder at a fixed place, whatever ``TMPDIR`` says,
+  created safely (owned by the user, mode 0700, not a link).
+* `CAN_WAIT4`: whether ``os.wait4`` gives a child's rusage, which the
+  bench's measuring helper reads (it samples through psutil elsewhere).
+* `detached`: `subprocess.Popen` options that start a child in a session (on
+  Windows, a process group and no console) of its own.
+
+Why not portalocker, filelock or fasteners: each costs 50-160 ms to import here
+against well under 1 ms for ``fcntl``, and flags2 takes a lock on every run;
+portalocker needs pywin32 for a shared lock on Windows, and filelock has none.
+The byte-range scheme needs nothing installed, and it is what a test runs on
+Linux with ``fcntl`` hidden, so the code Windows runs is tested here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CAN_LOCK",
+    "CAN_WAIT4",
+    "DESCRIPTOR_ERRNOS",
+    "NONBLOCK",
+    "detached",
+    "lock",
+    "open_file_limit",
+    "open_no_follow",
+    "private_dir",
+    "raise_open_file_limit",
+    "set_mode",
+]
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
+
+DESCRIPTOR_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
+"""A process (EMFILE) or the system (ENFILE) is out of descriptors: a wait, not
+a failure of whatever asked for one."""
+
+NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
+"""``os.O_NONBLOCK`` where it exists: an open that never waits on a fifo (Windows
+has no fifos a path can name, so nothing to wait on there)."""
+
+CAN_LOCK = fcntl is not None or sys.platform == "win32" or hasattr(os, "lockf")
+"""Whether `lock` works here (else it raises OSError ENOLCK)."""
+
+CAN_WAIT4 = hasattr(os, "wait4") and hasattr(os, "posix_spawnp")
+"""Whether a child's own CPU time and peak memory come with its exit status
+(``os.wait4``'s rusage); elsewhere `flags2.bench.measure` samples them."""
+
+# macOS reports an unlimited hard limit but refuses a soft limit above this.
+_UNLIMITED_TARGET = 65536
+# The byte-range fallback: how many runs can share a lock at once, and where
+# the locked bytes sit: far past any data, as Windows locks are mandatory.
+_SLOTS = 64
+_LOCK_BASE = 1 << 40
+_POLL = 0.05
+
+
+def open_file_limit() -> int | None:
+    """The soft limit on open descriptors; None if unlimited or not a thing here."""
+    if resource is None:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def raise_open_file_limit(wanted: int | None = None) -> int | None:
+    """Lift the soft descriptor limit to `wanted`, or as far as allowed when None.
+
+    Never above the hard limit (a process may not), never lowered; returns the
+    soft limit now in force, as `open_file_limit`. Only a program's start-up
+    should call this: the limit is process-wide.
+    """
+    if resource is None:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = _UNLIMITED_TARGET if hard == resource.RLIM_INFINITY else hard
+    target = ceiling if wanted is None else min(wanted, ceiling)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        # Some systems cap below the hard limit; then keep what we have.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return open_file_limit()
+
+
+def lock(fd: int, *, shared: bool = False, wait: bool = True) -> bool:
+    """Lock the open file `fd`; False if `wait` is False and someone holds it.
+
+    Shared locks coexist; an exclusive one excludes every other. Closing the
+    file lets go (so does the death of the process). `fd` must be open for
+    writing: byte-range locks (``os.lockf``) need it. Raises OSError where the
+    file cannot be locked at all (a file system without locks: ENOLCK).
+    """
+    if fcntl is not None:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    try_range = _range_locker()
+    while True:
+        if shared:
+            taken = any(try_range(fd, _LOCK_BASE + i, 1) for i in range(_SLOTS))
+        else:
+            taken = try_range(fd, _LOCK_BASE, _SLOTS)
+        if taken or not wait:
+            return taken
+        time.sleep(_POLL)
+
+
+def _range_locker() -> Callable[[int, int, int], bool]:
+    """A non-blocking exclusive lock of `length` bytes at `start`: True if taken.
+
+    Both calls lock from the file's offset, which is put back afterwards: a
+    file being written must go on at its own place.
+    """
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        import msvcrt
+
+        def take(fd: int, length: int) -> None:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, length)
+
+    elif hasattr(os, "lockf"):
+
+        def take(fd: int, length: int) -> None:
+            os.lockf(fd, os.F_TLOCK, length)
+
+    else:
+        raise OSError(errno.ENOLCK, "no file locks on this system")
+
+    def try_range(fd: int, start: int, length: int) -> bool:
+        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        os.lseek(fd, start, os.SEEK_SET)
+        try:
+            take(fd, length)
+        except (BlockingIOError, PermissionError):  # EAGAIN, EACCES: held
+            return False
+        finally:
+            os.lseek(fd, offset, os.SEEK_SET)
+        return True
+
+    return try_range
+
+
+def set_mode(fd: int, path: Path, mode: int) -> None:
+    """Give the open file `fd` (at `path`) permission bits `mode`.
+
+    ``os.fchmod`` where it exists; ``os.chmod`` on the path elsewhere (Windows
+    keeps only the read-only bit, which a new writable file already has right).
+    """
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:
+        os.chmod(path, mode)
+
+
+def open_no_follow(path: Path, flags: int) -> int:
+    """``os.open`` that refuses a symbolic link (OSError ELOOP), as O_NOFOLLOW.
+
+    Without the flag: refuse a link seen by ``lstat``, then check that what
+    was opened is that same file, so a link swapped in between is caught.
+    """
+    nofollow = getattr(os, "O_NOFOLLOW", None)
+    if nofollow is not None:
+        return os.open(path, flags | nofollow)
+    before = os.lstat(path)
+    if stat.S_ISLNK(before.st_mode):
+        raise OSError(errno.ELOOP, "a symbolic link", str(path))
+    fd = os.open(path, flags)
+    after = os.fstat(fd)
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        os.close(fd)
+        raise OSError(errno.ELOOP, "replaced while being opened", str(path))
+    return fd
+
+
+def private_dir(name: str) -> Path | None:
+    """A folder only this user can use, the same for every process of the user.
+
+    POSIX: ``/tmp/NAME-UID`` (not ``TMPDIR``, which differs between a user's
+    terminals, and on macOS is a per-login folder), made mode 0700 and used
+    only if it is a real folder owned by this user and closed to others.
+    Windows: ``%LOCALAPPDATA%\\NAME``, inside the user's own profile. None if
+    no such folder can be had (then the caller does without).
+    """
+    getuid: Callable[[], int] | None = getattr(os, "getuid", None)
+    if getuid is None:
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        folder = Path(base) / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None
+        return None if folder.is_symlink() else folder
+    uid = getuid()
+    folder = Path("/tmp") / f"{name}-{uid}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass  # checked below, as one made now is
+    except OSError:
+        return None
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return None
+    # Someone else's folder, or a link, could hold our locks or see our files.
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
+        return None
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        try:
+            os.chmod(folder, 0o700, follow_symlinks=False)
+        except (OSError, NotImplementedError):
+            return None
+    return folder
+
+
+def detached() -> dict[str, Any]:
+    """`subprocess.Popen` options for a child in a session of its own.
+
+    Such a child gets no SIGHUP when its starter's terminal closes, and none of
+    the signals sent to the starter's process group (``kill -TERM -PGID``,
+    ``timeout``, a terminal's Ctrl-C): only what is sent to it by its pid.
+    """
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        import subprocess  # only here: it costs every run an import elsewhere
+
+        flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
+        return {"creationflags": flags}
+    return {"start_new_session": True}

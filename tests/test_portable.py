@@ -1,0 +1,220 @@
+"""flags2.portable: each helper keeps its promise with and without its POSIX call."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flags2 import portable
+
+# The byte-range fallback (what Windows runs) is tried here by hiding fcntl.
+BACKENDS = ["flock", "ranges"]
+
+_HOLDER = textwrap.dedent(
+    """
+    import os, sys
+    from flags2 import portable
+    path, how, backend = sys.argv[1:]
+    if backend == "ranges":
+        portable.fcntl = None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    assert portable.lock(fd, shared=how == "shared")
+    print("locked", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    name: str = request.param
+    if name == "ranges":
+        monkeypatch.setattr(portable, "fcntl", None)
+    return name
+
+
+def _hold(path: Path, how: str, backend: str) -> subprocess.Popen[str]:
+    """Another process holding a lock on `path`, until its stdin closes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path), how, backend],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+    return proc
+
+
+def _release(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.close()
+    proc.wait(timeout=10)
+    proc.stdout.close()
+
+
+def _try(path: Path, *, shared: bool) -> bool:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        return portable.lock(fd, shared=shared, wait=False)
+    finally:
+        os.close(fd)
+
+
+def test_shared_locks_coexist_and_exclude_an_exclusive_one(
+    tmp_path: Path, backend: str
+) -> None:
+    path = tmp_path / "lease"
+    holder = _hold(path, "shared", backend)
+    try:
+        assert _try(path, shared=True)
+        assert not _try(path, shared=False)
+    finally:
+        _release(holder)
+    assert _try(path, shared=False)  # its lock went with it
+
+
+def test_an_exclusive_lock_excludes_every_other(tmp_path: Path, backend: str) -> None:
+    path = tmp_path / "lease"
+    holder = _hold(path, "exclusive", backend)
+    try:
+        assert not _try(path, shared=True)
+        assert not _try(path, shared=False)
+    finally:
+        _release(holder)
+    assert _try(path, shared=True)
+
+
+def test_a_range_lock_leaves_the_file_offset_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(portable, "fcntl", None)
+    fd = os.open(tmp_path / "part", os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, b"GIF89a")
+        assert portable.lock(fd)
+        os.write(fd, b";")
+    finally:
+        os.close(fd)
+    assert (tmp_path / "part").read_bytes() == b"GIF89a;"  # not 1 TB further
+
+
+@pytest.mark.parametrize("flag", [True, False], ids=["O_NOFOLLOW", "lstat"])
+def test_open_no_follow_refuses_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: bool
+) -> None:
+    if not flag:
+        monkeypatch.delattr(os, "O_NOFOLLOW")
+    target = tmp_path / "target"
+    target.write_text("keep")
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(OSError) as refused:
+        portable.open_no_follow(tmp_path / "link", os.O_RDONLY)
+    assert refused.value.errno == errno.ELOOP
+    os.close(portable.open_no_follow(target, os.O_RDONLY))
+
+
+@pytest.mark.parametrize("fchmod", [True, False], ids=["fchmod", "chmod"])
+def test_set_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fchmod: bool
+) -> None:
+    if not fchmod:
+        monkeypatch.delattr(os, "fchmod")
+    path = tmp_path / "flag"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        portable.set_mode(fd, path, 0o644)
+    finally:
+        os.close(fd)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    """A private folder name of this test's own, removed afterwards."""
+    unique = f"flags2-test-{uuid.uuid4().hex[:8]}"
+    yield unique
+    for folder in Path("/tmp").glob(f"{unique}-*"):
+        if folder.is_symlink() or not folder.is_dir():
+            folder.unlink()
+        else:
+            folder.rmdir()
+
+
+def test_private_dir_is_the_users_own_at_a_fixed_place(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    folder = portable.private_dir(name)
+    assert folder == Path("/tmp") / f"{name}-{os.getuid()}"
+    info = os.lstat(folder)
+    assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700
+    os.chmod(folder, 0o755)  # opened up since: closed again
+    assert portable.private_dir(name) == folder
+    assert stat.S_IMODE(os.lstat(folder).st_mode) == 0o700
+
+
+def test_private_dir_refuses_a_link_or_a_stranger_s_folder(
+    name: str, tmp_path: Path
+) -> None:
+    place = Path("/tmp") / f"{name}-{os.getuid()}"
+    place.symlink_to(tmp_path)
+    assert portable.private_dir(name) is None
+    place.unlink()
+    place.mkdir(mode=0o700)
+    if os.getuid() != 0:
+        pytest.skip("only root can give a folder to someone else")
+    os.chown(place, os.getuid() + 1, -1)
+    assert portable.private_dir(name) is None
+
+
+def test_private_dir_without_getuid_is_in_local_app_data(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delattr(os, "getuid")
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path))
+    assert portable.private_dir(name) == tmp_path / name
+    assert (tmp_path / name).is_dir()
+
+
+def test_the_descriptor_limit_is_lifted_as_far_as_asked() -> None:
+    probe = textwrap.dedent(
+        """
+        import resource
+        from flags2 import portable
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        print(portable.open_file_limit(), portable.raise_open_file_limit(300),
+              portable.raise_open_file_limit(200), hard)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    before, asked, lower, hard = (int(n) for n in done.stdout.split())
+    assert (before, asked, lower) == (256, min(300, hard), min(300, hard))
+
+
+def test_without_resource_there_is_no_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(portable, "resource", None)
+    assert portable.open_file_limit() is None
+    assert portable.raise_open_file_limit(1000) is None
+
+
+def test_detached_starts_a_session_of_its_own() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getsid(0))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        **portable.detached(),
+    )
+    assert int(done.stdout) != os.getsid(0)
