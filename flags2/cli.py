@@ -32,6 +32,7 @@ from flags2.options import (
     CcArg,
     DestOpt,
     EveryOpt,
+    Http11Opt,
     JsonOpt,
     LimitOpt,
     MaxReqOpt,
@@ -103,6 +104,7 @@ def download(
     names: NamesOpt = False,
     rate: RateOpt = None,
     no_serve: NoServeOpt = False,
+    http1_1: Http11Opt = False,
     version: VersionOpt = False,
 ) -> None:
     """Download flags for country codes. Default: top 20 countries by population."""
@@ -142,6 +144,7 @@ def download(
         skip_existing=skip_existing,
         names=names,
         rate=rate,
+        http2=not http1_1,
     )
     with _sigterm_as_ctrl_c() as terminated:
         try:

@@ -4,6 +4,15 @@ How many clients a run has, how big their pools are, how they verify TLS, and
 whether they go through the lean plain-http transports (:mod:`flags2.clients`
 for the blocking modes, :mod:`flags2.aioclients` for asyncio). A module of its
 own so that neither pool imports the other's transport.
+
+An https run offers HTTP/2 by ALPN (``http2=True``, with h2) unless
+``--http1.1``; the server picks. Over HTTP/2 a client's requests are streams
+on one connection, so a client holds ``STREAMS_PER_CONNECTION`` of the run's
+slots: RFC 9113 (6.5.2) asks servers to allow at least 100 concurrent
+streams, so no request waits for one, and a server that allows fewer makes
+httpcore queue the rest on the connection (a wait, never an error). Redirects
+are followed, at most ``MAX_REDIRECTS`` of them, never from https to plain
+http (:class:`RefuseDowngrade`).
 """
 
 from __future__ import annotations
@@ -20,14 +29,19 @@ from flags2.settings import Settings
 
 __all__ = [
     "CONNECTIONS_PER_CLIENT",
+    "MAX_REDIRECTS",
+    "STREAMS_PER_CONNECTION",
     "USER_AGENT",
     "ClientPlan",
+    "RefuseDowngrade",
     "lean_request",
     "lean_transport_fits",
     "split_slots",
 ]
 
 CONNECTIONS_PER_CLIENT = 32
+STREAMS_PER_CONNECTION = 100  # RFC 9113's floor for a server's stream cap
+MAX_REDIRECTS = 10  # a flag is one hop away; more is a loop or a misconfiguration
 USER_AGENT = f"flags2/{__version__}"  # a polite client says who it is
 
 
@@ -73,6 +87,7 @@ class ClientPlan:
     sizes: list[int]
     lean: bool
     timeout: httpx.Timeout
+    http2: bool = False
 
     @classmethod
     def for_run(cls, settings: Settings) -> ClientPlan:
@@ -81,7 +96,10 @@ class ClientPlan:
         if lean_transport_fits(settings.base_url):
             return cls(True, [settings.concurrency], True, timeout)
         verify = httpx.create_ssl_context()
-        return cls(verify, split_slots(settings.concurrency), False, timeout)
+        http2 = settings.http2 and settings.base_url.lower().startswith("https:")
+        per_client = STREAMS_PER_CONNECTION if http2 else CONNECTIONS_PER_CLIENT
+        sizes = split_slots(settings.concurrency, per_client)
+        return cls(verify, sizes, False, timeout, http2)
 
     def lean_options(self) -> dict[str, Any]:
         """A lean transport's arguments: what its https fallback is built with."""
@@ -94,9 +112,45 @@ class ClientPlan:
             "limits": _limits(size),
             "timeout": self.timeout,
             "follow_redirects": True,
+            "max_redirects": MAX_REDIRECTS,
+            "event_hooks": {"response": [RefuseDowngrade()]},
             "transport": transport,
             "headers": {"User-Agent": USER_AGENT},
+            "http2": self.http2,
         }
+
+
+class RefuseDowngrade:
+    """A response hook: no redirect from https to plain http is followed.
+
+    The same object serves a blocking and an async client: it checks when
+    called, and what it returns is an awaitable that is already done (the
+    async client awaits it, the blocking one ignores it).
+    """
+
+    def __call__(self, response: httpx.Response) -> _Done:
+        if response.has_redirect_location and response.url.scheme == "https":
+            try:
+                target = response.url.join(response.headers["Location"])
+            except httpx.InvalidURL:
+                return _DONE  # httpx refuses it in its own words
+            if target.scheme == "http":
+                shown = target.copy_with(username=None, password=None, query=None)
+                raise httpx.UnsupportedProtocol(
+                    f"refused a redirect from https to plain http ({shown})",
+                    request=response.request,
+                )
+        return _DONE
+
+
+class _Done:
+    """An awaitable that is done at once."""
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+_DONE = _Done()
 
 
 def _limits(size: int) -> httpx.Limits:

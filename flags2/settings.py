@@ -80,3 +80,6 @@ class Settings:
 
     rate: RateLimit | None = None
     """At most this many request starts per period, over the whole run."""
+
+    http2: bool = True
+    """Offer HTTP/2 (ALPN) to an https server; ``--http1.1`` turns it off."""
