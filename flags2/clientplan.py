@@ -5,14 +5,14 @@ whether they go through the lean plain-http transports (:mod:`flags2.clients`
 for the blocking modes, :mod:`flags2.aioclients` for asyncio). A module of its
 own so that neither pool imports the other's transport.
 
-An https run offers HTTP/2 by ALPN (``http2=True``, with h2) unless
-``--http1.1``; the server picks. Over HTTP/2 a client's requests are streams
-on one connection, so a client holds ``STREAMS_PER_CONNECTION`` of the run's
-slots: RFC 9113 (6.5.2) asks servers to allow at least 100 concurrent
-streams, so no request waits for one, and a server that allows fewer makes
-httpcore queue the rest on the connection (a wait, never an error). Redirects
-are followed, at most ``MAX_REDIRECTS`` of them, never from https to plain
-http (:class:`RefuseDowngrade`).
+An https run offers HTTP/2 by ALPN unless ``--http1.1``; the server picks
+(:mod:`flags2.h2transport` carries it). Over HTTP/2 a client's requests are
+streams on one connection, so a client holds ``STREAMS_PER_CONNECTION`` of
+the run's slots: RFC 9113 (6.5.2) asks servers to allow at least 100
+concurrent streams, so no request waits for one, and a server that allows
+fewer makes httpcore queue the rest on the connection (a wait, never an
+error). Redirects are followed, at most ``MAX_REDIRECTS`` of them, never from
+https to plain http (:class:`RefuseDowngrade`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class ClientPlan:
         if lean_transport_fits(settings.base_url):
             return cls(True, [settings.concurrency], True, timeout)
         verify = httpx.create_ssl_context()
-        http2 = settings.http2 and settings.base_url.lower().startswith("https:")
+        http2 = settings.http2 and _https_direct(settings.base_url)
         per_client = STREAMS_PER_CONNECTION if http2 else CONNECTIONS_PER_CLIENT
         sizes = split_slots(settings.concurrency, per_client)
         return cls(verify, sizes, False, timeout, http2)
@@ -114,10 +114,27 @@ class ClientPlan:
             "follow_redirects": True,
             "max_redirects": MAX_REDIRECTS,
             "event_hooks": {"response": [RefuseDowngrade()]},
-            "transport": transport,
+            "transport": transport or self._http2_transport(size),
             "headers": {"User-Agent": USER_AGENT},
-            "http2": self.http2,
         }
+
+    def _http2_transport(self, size: int) -> Any:
+        if not self.http2:
+            return None  # httpx's own: it also applies the environment's proxy
+        from flags2.h2transport import HTTP2Transport
+
+        return HTTP2Transport(verify=self.verify, limits=_limits(size))
+
+
+def _https_direct(base_url: str) -> bool:
+    """An https run with no proxy: HTTP/2 goes through flags2.h2transport.
+
+    Through a proxy, httpx's own transport keeps HTTP/1.1.
+    """
+    if not base_url.lower().startswith("https:"):
+        return False
+    proxies = getproxies()
+    return "https" not in proxies and "all" not in proxies
 
 
 class RefuseDowngrade:
