@@ -32,6 +32,7 @@ from flags2.options import (
     CcArg,
     DestOpt,
     EveryOpt,
+    Http11Opt,
     JsonOpt,
     LimitOpt,
     MapOpt,
@@ -107,6 +108,7 @@ def download(
     rate: RateOpt = None,
     executor_map: MapOpt = False,
     no_serve: NoServeOpt = False,
+    http1_1: Http11Opt = False,
     version: VersionOpt = False,
 ) -> None:
     """Download flags for country codes. Default: top 20 countries by population."""
@@ -151,6 +153,7 @@ def download(
         names=names,
         rate=rate,
         executor_map=executor_map,
+        http2=not http1_1,
     )
     with _sigterm_as_ctrl_c() as terminated:
         try:

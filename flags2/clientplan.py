@@ -4,6 +4,15 @@ How many clients a run has, how big their pools are, how they verify TLS, and
 whether they go through the lean plain-http transports (:mod:`flags2.clients`
 for the blocking modes, :mod:`flags2.aioclients` for asyncio). A module of its
 own so that neither pool imports the other's transport.
+
+An https run offers HTTP/2 by ALPN unless ``--http1.1``; the server picks
+(:mod:`flags2.h2transport` carries it). Over HTTP/2 a client's requests are
+streams on one connection, so a client holds ``STREAMS_PER_CONNECTION`` of
+the run's slots: RFC 9113 (6.5.2) asks servers to allow at least 100
+concurrent streams, so no request waits for one, and a server that allows
+fewer makes httpcore queue the rest on the connection (a wait, never an
+error). Redirects are followed, at most ``MAX_REDIRECTS`` of them, never from
+https to plain http (:class:`RefuseDowngrade`).
 """
 
 from __future__ import annotations
@@ -20,8 +29,11 @@ from flags2.settings import Settings
 
 __all__ = [
     "CONNECTIONS_PER_CLIENT",
+    "MAX_REDIRECTS",
+    "STREAMS_PER_CONNECTION",
     "USER_AGENT",
     "ClientPlan",
+    "RefuseDowngrade",
     "fallback_options",
     "lean_request",
     "lean_transport_fits",
@@ -29,6 +41,8 @@ __all__ = [
 ]
 
 CONNECTIONS_PER_CLIENT = 32
+STREAMS_PER_CONNECTION = 100  # RFC 9113's floor for a server's stream cap
+MAX_REDIRECTS = 10  # a flag is one hop away; more is a loop or a misconfiguration
 USER_AGENT = f"flags2/{__version__}"  # a polite client says who it is
 
 
@@ -96,6 +110,7 @@ class ClientPlan:
     sizes: list[int]
     lean: bool
     timeout: httpx.Timeout
+    http2: bool = False
 
     @classmethod
     def for_run(cls, settings: Settings) -> ClientPlan:
@@ -104,7 +119,10 @@ class ClientPlan:
         if lean_transport_fits(settings.base_url):
             return cls(True, [settings.concurrency], True, timeout)
         verify = httpx.create_ssl_context()
-        return cls(verify, split_slots(settings.concurrency), False, timeout)
+        http2 = settings.http2 and _https_direct(settings.base_url)
+        per_client = STREAMS_PER_CONNECTION if http2 else CONNECTIONS_PER_CLIENT
+        sizes = split_slots(settings.concurrency, per_client)
+        return cls(verify, sizes, False, timeout, http2)
 
     def lean_options(self) -> dict[str, Any]:
         """A lean transport's arguments: what its https fallback is built with."""
@@ -117,9 +135,62 @@ class ClientPlan:
             "limits": _limits(size),
             "timeout": self.timeout,
             "follow_redirects": True,
-            "transport": transport,
+            "max_redirects": MAX_REDIRECTS,
+            "event_hooks": {"response": [RefuseDowngrade()]},
+            "transport": transport or self._http2_transport(size),
             "headers": {"User-Agent": USER_AGENT},
         }
+
+    def _http2_transport(self, size: int) -> Any:
+        if not self.http2:
+            return None  # httpx's own: it also applies the environment's proxy
+        from flags2.h2transport import HTTP2Transport
+
+        return HTTP2Transport(verify=self.verify, limits=_limits(size))
+
+
+def _https_direct(base_url: str) -> bool:
+    """An https run with no proxy: HTTP/2 goes through flags2.h2transport.
+
+    Through a proxy, httpx's own transport keeps HTTP/1.1.
+    """
+    if not base_url.lower().startswith("https:"):
+        return False
+    proxies = getproxies()
+    return "https" not in proxies and "all" not in proxies
+
+
+class RefuseDowngrade:
+    """A response hook: no redirect from https to plain http is followed.
+
+    The same object serves a blocking and an async client: it checks when
+    called, and what it returns is an awaitable that is already done (the
+    async client awaits it, the blocking one ignores it).
+    """
+
+    def __call__(self, response: httpx.Response) -> _Done:
+        if response.has_redirect_location and response.url.scheme == "https":
+            try:
+                target = response.url.join(response.headers["Location"])
+            except httpx.InvalidURL:
+                return _DONE  # httpx refuses it in its own words
+            if target.scheme == "http":
+                shown = target.copy_with(username=None, password=None, query=None)
+                raise httpx.UnsupportedProtocol(
+                    f"refused a redirect from https to plain http ({shown})",
+                    request=response.request,
+                )
+        return _DONE
+
+
+class _Done:
+    """An awaitable that is done at once."""
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+_DONE = _Done()
 
 
 def _limits(size: int) -> httpx.Limits:

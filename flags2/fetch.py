@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2 as httpx
 
+from flags2.failures import cause_of
 from flags2.metadata import BadMetadata, country_name
 from flags2.pace import Pace
 from flags2.retryafter import retry_after
@@ -199,9 +200,12 @@ def is_transient(exc: BaseException) -> bool:
     """True for failures worth another attempt; never for a 404."""
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code in RETRY_STATUSES
-    return isinstance(exc, httpx.TransportError) and not isinstance(
+    if not isinstance(exc, httpx.TransportError) or isinstance(
         exc, httpx.UnsupportedProtocol
-    )
+    ):
+        return False
+    cause = cause_of(exc)  # an untrusted certificate will not change on retry
+    return cause is None or cause.transient
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +252,19 @@ class _Flag:
         self.url = flag_url(base_url, cc)
         self.started = time.perf_counter()
         self.attempts = 0
+        self.http_version: str | None = None
+        self.final_url: str | None = None
+        self.connections: tuple[object, ...] = ()
+
+    def saw(self, resp: httpx.Response) -> None:
+        """Note an answer's protocol, connection and (if redirected) its URL."""
+        version = resp.extensions.get("http_version")
+        if isinstance(version, bytes):
+            self.http_version = version.decode("ascii", "replace")
+        stream = resp.extensions.get("network_stream")
+        if stream is not None and stream not in self.connections:
+            self.connections += (stream,)
+        self.final_url = str(resp.url) if resp.history else None
 
     def attempt(self) -> None:
         if not self.attempts:  # a flag starts with its first request
@@ -261,18 +278,23 @@ class _Flag:
         size: int = 0,
         error: str | None = None,
         file: str | None = None,
+        exc: Exception | None = None,
     ) -> FlagResult:
         return FlagResult(
             self.cc, status, http_status, size, self.attempts,
             self.started, time.perf_counter(), error, self.url, file,
+            self.http_version, self.final_url,
+            cause_of(exc) if exc is not None else None, self.connections,
         )  # fmt: skip
 
     def failed(self, answer: _Answer, what: str = "") -> FlagResult:
         """NOT_FOUND for a 404, else ERROR; `what` says which request failed."""
         if answer.not_found:
             return self.result(DownloadStatus.NOT_FOUND, answer.status)
-        error = describe_error(answer.exc) if answer.exc is not None else "no answer"
-        return self.result(DownloadStatus.ERROR, answer.status, error=what + error)
+        exc = answer.exc
+        error = describe_error(exc) if exc is not None else "no answer"
+        return self.result(DownloadStatus.ERROR, answer.status, error=what + error,
+                           exc=exc)  # fmt: skip
 
 
 Plan = Generator[_Get | _Disk, Any, FlagResult]
@@ -349,6 +371,7 @@ def _get(
                 flag.attempt()
                 resp = None  # a transport error must not report the last status
                 resp = client.get(url)
+                flag.saw(resp)
                 resp.raise_for_status()
     except Exception as exc:
         return _Answer(resp, exc)
@@ -371,6 +394,7 @@ async def _get_async(
                 flag.attempt()
                 resp = None
                 resp = await client.get(url)
+                flag.saw(resp)
                 resp.raise_for_status()
     except Exception as exc:
         return _Answer(resp, exc)

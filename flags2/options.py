@@ -20,6 +20,7 @@ __all__ = [
     "CcArg",
     "DestOpt",
     "EveryOpt",
+    "Http11Opt",
     "JsonOpt",
     "LimitOpt",
     "MapOpt",
@@ -181,6 +182,13 @@ RateOpt = Annotated[
         help="Start at most N requests per second, minute or hour (U: s, m, h),"
         " evenly spaced.",
         show_default=False,
+    ),
+]
+Http11Opt = Annotated[
+    bool,
+    typer.Option(
+        "--http1.1",
+        help="Use HTTP/1.1 only; https otherwise offers HTTP/2 (ALPN), as curl.",
     ),
 ]
 NoServeOpt = Annotated[

@@ -188,11 +188,25 @@ def download_flag(cc: str) -> FlagResult:
     if worker.shared.halt.value:  # queued here before the stop: never requested
         return FlagResult(cc, DownloadStatus.CANCELLED)
     result = download_one(worker.pool, cc, worker.settings, worker.tracker)
+    if result.connections:  # live streams cannot cross to the parent
+        result = dataclasses.replace(
+            result, connections=tuple(_connection_key(c) for c in result.connections)
+        )
     peak = _peak_rss_kib()
     if peak > worker.peak:  # only when it grew: a few messages per worker
         worker.peak = peak
         worker.shared.send.send(("peak", os.getpid(), peak))
     return result
+
+
+_keys: dict[int, tuple[object, str]] = {}  # id -> (the stream kept alive, its key)
+
+
+def _connection_key(stream: object) -> str:
+    """A name for `stream` unique across the run's processes, for the parent's count."""
+    if id(stream) not in _keys:
+        _keys[id(stream)] = (stream, f"{os.getpid()}:{len(_keys)}")
+    return _keys[id(stream)][1]
 
 
 def _peak_rss_kib() -> int:

@@ -19,7 +19,7 @@ from flags2.status import DownloadStatus
 from flags2.tracker import Tracker
 from flags2.urls import redact
 
-__all__ = ["final_report", "initial_report", "run_record"]
+__all__ = ["final_report", "initial_report", "protocol_line", "run_record"]
 
 
 def initial_report(cc_list: Sequence[str], settings: Settings) -> None:
@@ -51,7 +51,22 @@ def final_report(tracker: Tracker) -> None:
         print(f"{errors:3} error{'s' if errors != 1 else ''}.")
     if counter[DownloadStatus.CANCELLED]:
         print(f"{counter[DownloadStatus.CANCELLED]:3} cancelled.")
+    if protocols := protocol_line(tracker):
+        print(protocols)
     print(f"Elapsed time: {tracker.elapsed:.2f}s")
+
+
+def protocol_line(tracker: Tracker) -> str:
+    """``HTTP/2 over 1 connection.``: what the answers came over, when known.
+
+    Said when httpx's transport carried the run (https, a proxy): the lean
+    plain-http transport does not say which connection an answer came on.
+    """
+    n = len(tracker.connections)
+    if not n or not tracker.http_versions:
+        return ""
+    versions = " and ".join(sorted(tracker.http_versions))
+    return f"{versions} over {n} connection{'s' if n != 1 else ''}."
 
 
 def run_record(tracker: Tracker, mode: str) -> dict[str, Any]:
@@ -76,6 +91,8 @@ def run_record(tracker: Tracker, mode: str) -> dict[str, Any]:
                 "consumed": round(max(0.0, consumed.get(r.cc, r.finished) - t0), 6),
                 "error": r.error,
                 "file": r.file,
+                "http_version": r.http_version,
+                "final_url": redact(r.final_url) if r.final_url else None,
             }
             for r in tracker.ordered_results()
         ],

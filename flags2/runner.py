@@ -18,6 +18,7 @@ from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 from flags2 import portable
+from flags2.failures import unresolvable
 from flags2.report import final_report, initial_report, run_record
 from flags2.settings import MODES, Settings
 from flags2.status import DownloadStatus
@@ -116,7 +117,10 @@ def run(
     human = sys.stderr if json_path == "-" else sys.stdout
     with _bundled_server(settings, serve), contextlib.redirect_stdout(human):
         initial_report(cc_list, settings)
-        module.download_many(cc_list, settings, tracker)
+        if (cause := unresolvable(settings.base_url, tracker.proxy)) is not None:
+            tracker.stop_before(cause)  # no request could go anywhere
+        else:
+            module.download_many(cc_list, settings, tracker)
         if tracker.stopped:
             advice = f"; {_advice(tracker, serve)}" if tracker.unreachable else ""
             print(f"flags2: {tracker.stopped}{advice}", file=sys.stderr)

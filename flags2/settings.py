@@ -88,3 +88,5 @@ class Settings:
     executor_map: bool = False
     """``--map``: results taken in submission order (the book's ``executor.map``)
     instead of as they complete; pool modes only."""
+    http2: bool = True
+    """Offer HTTP/2 (ALPN) to an https server; ``--http1.1`` turns it off."""

@@ -11,12 +11,13 @@ Every outcome of one download, an answer or an exception, becomes a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from http import HTTPStatus
 
 import httpx2 as httpx
 
+from flags2.failures import Cause
 from flags2.save import FlagProblem
 from flags2.urls import flag_url, redact
 
@@ -55,6 +56,14 @@ class FlagResult:
     url: str = ""
     file: str | None = None
     """The file saved (or found whole and skipped) in the destination folder."""
+    http_version: str | None = None
+    """The protocol of the last answer: ``HTTP/1.1`` or ``HTTP/2``."""
+    final_url: str | None = None
+    """Where the last answer came from, when a redirect took the flag there."""
+    cause: Cause | None = None
+    """A failure every flag of the run would meet (see :mod:`flags2.failures`)."""
+    connections: tuple[object, ...] = field(default=(), compare=False, repr=False)
+    """The connections (httpcore's network streams) its answers came on."""
 
     @property
     def message(self) -> str:

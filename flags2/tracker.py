@@ -10,6 +10,9 @@ Two failures stop a run the way Ctrl-C does, said in :attr:`Tracker.stopped`:
 a write error every flag would repeat (a full disk), and a server that never
 answers (no answer yet, and the last `give_up_after` requests in a row could
 not connect or timed out), rather than waiting out every flag's timeout.
+A third: a cause every flag would meet (:mod:`flags2.failures`: an untrusted
+certificate, a host that does not resolve, a refused connection), met by
+`SAME_CAUSE_STOP` flags in a row before any answer.
 """
 
 from __future__ import annotations
@@ -23,17 +26,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from flags2.failures import Cause
 from flags2.pace import Pace
 from flags2.save import Saver
 from flags2.settings import Settings
 from flags2.status import DownloadStatus, FlagResult, describe_error, no_answer
 from flags2.urls import redact, run_proxy
 
-__all__ = ["MIN_GIVE_UP", "Tracker"]
+__all__ = ["MIN_GIVE_UP", "SAME_CAUSE_STOP", "Tracker"]
 
 # Requests in a row without an answer before a run gives up on its server;
 # never fewer than the concurrency, so one whole wave of requests has failed.
 MIN_GIVE_UP = 10
+# Flags in a row failing with the same run-wide cause before a run stops: more
+# than one, so one flag's odd failure (a redirect elsewhere) cannot end it.
+SAME_CAUSE_STOP = 3
 
 
 class _Stop(Exception):
@@ -72,6 +79,13 @@ class Tracker:
         """When each result reached record(): with --map, later than it finished."""
         self.pool_stats: dict[str, Any] = {}
         """What a process pool cost (start-up, memory), for --json; else empty."""
+        self._cause: Cause | None = None  # the last flag's run-wide cause
+        self._same = 0  # flags in a row with that cause
+        self.connections: set[int | str] = set()
+        """The connections answers came on (ids of live objects), when known."""
+        self._streams: list[object] = []  # keeps those ids unique
+        self.http_versions: Counter[str] = Counter()
+        """Flags by the protocol of their last answer."""
 
     def record(self, result: FlagResult) -> None:
         silent = no_answer(result)  # before the proxy's note changes the text
@@ -83,6 +97,14 @@ class Tracker:
         self.results[result.cc] = result
         self.consumed[result.cc] = time.perf_counter()
         self.counter[result.status] += 1
+        for stream in result.connections:
+            # A worker process names its streams (str); here they are objects.
+            key = stream if isinstance(stream, str) else id(stream)
+            if key not in self.connections:
+                self.connections.add(key)
+                self._streams.append(stream)
+        if result.http_version is not None:
+            self.http_versions[result.http_version] += 1
         if self.settings.verbose:
             print(result.cc, result.message)
         elif self._bar is not None:
@@ -102,6 +124,11 @@ class Tracker:
             self.answered = True
         if self.answered or result.status is DownloadStatus.CANCELLED:
             return
+        cause = result.cause
+        self._same = self._same + 1 if cause is not None and cause == self._cause else 1
+        self._cause = cause
+        if cause is not None and self._same >= SAME_CAUSE_STOP:
+            self.stop_for(cause)
         self._silent = self._silent + 1 if silent else 0
         if self._silent >= self.give_up_after:
             self.unreachable = True
@@ -112,6 +139,20 @@ class Tracker:
                 " a row could not connect or timed out, so the run stops here"
             )
             raise _Stop
+
+    def stop_for(self, cause: Cause) -> None:
+        """Stop the run for `cause`, which every flag would meet; said once."""
+        text = cause.text
+        if self.proxy is not None and cause.kind == "refused":
+            text = f"the proxy {self.proxy} does not answer: {text}"
+        self.unreachable = cause.kind == "refused"  # the runner adds its advice
+        self.stopped = f"{text}; the run stops here"
+        raise _Stop
+
+    def stop_before(self, cause: Cause) -> None:
+        """Stop the run before any request: every code is cancelled."""
+        with self.running():
+            self.stop_for(cause)
 
     @contextmanager
     def running(self) -> Iterator[None]:

@@ -34,6 +34,7 @@ from tests.helpers import (
     KeptAlive,
     RunFn,
     Script,
+    TLSServer,
     flag_bytes,
 )
 
@@ -380,3 +381,31 @@ def recording_proxy() -> Iterator[tuple[str, list[bytes]]]:
     yield f"http://127.0.0.1:{listener.getsockname()[1]}", lines
     listener.shutdown(socket.SHUT_RDWR)
     listener.close()
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A trustme CA and a localhost certificate: (CA file, server cert+key file)."""
+    import trustme
+
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    ca_file, server_file = folder / "ca.pem", folder / "server.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(server_file))
+    return str(ca_file), str(server_file)
+
+
+@pytest.fixture
+def trusted(test_ca: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test CA named in SSL_CERT_FILE, as a user trusts a CA; its file."""
+    monkeypatch.setenv("SSL_CERT_FILE", test_ca[0])
+    return test_ca[0]
+
+
+@pytest.fixture
+def tls_server(test_ca: tuple[str, str], httpserver: HTTPServer) -> Iterator[TLSServer]:
+    """HTTP/2 and HTTP/1.1 over TLS; ``/down/`` redirects to `httpserver`."""
+    with TLSServer(test_ca[1], plain_url=httpserver.url_for("/flags")) as server:
+        yield server

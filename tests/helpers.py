@@ -35,6 +35,7 @@ __all__ = [
     "KeptAlive",
     "RunFn",
     "Script",
+    "TLSServer",
     "colour_pixels",
     "env_without_posix",
     "flag_bytes",
@@ -238,3 +239,90 @@ def env_without_posix(folder: Path) -> dict[str, str]:
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     appdata = folder / "appdata"
     return {**os.environ, "PYTHONPATH": path, "LOCALAPPDATA": str(appdata)}
+
+
+class TLSServer:
+    """hypercorn over TLS on a loopback port, in a thread: HTTP/2 and HTTP/1.1.
+
+    Serves the bundled flags at ``/flags/cc/cc.gif`` (each answer after a
+    short wait, so concurrent streams overlap), ``/moved/...`` as a 301 to
+    the same path under ``/flags``, and ``/down/...`` as a 301 to
+    `plain_url` (a plain-http base). `protocols` is what ALPN offers;
+    `max_streams` is the HTTP/2 cap on concurrent streams.
+    """
+
+    def __init__(
+        self,
+        certfile: str,
+        *,
+        protocols: tuple[str, ...] = ("h2", "http/1.1"),
+        max_streams: int = 100,
+        plain_url: str = "http://127.0.0.1:9/flags",
+    ) -> None:
+        import asyncio
+        import socket
+
+        from hypercorn.config import Config
+
+        self.plain_url = plain_url
+        self.versions: set[str] = set()
+        self.in_flight = self.peak = 0
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(listener.getsockname()[1])
+        self.url = f"https://localhost:{self.port}"
+        config = Config()
+        config.bind = [f"fd://{listener.detach()}"]  # hypercorn closes it
+        config.certfile = config.keyfile = certfile
+        config.alpn_protocols = list(protocols)
+        config.h2_max_concurrent_streams = max_streams
+        config.accesslog = config.errorlog = None
+        self._config = config
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> TLSServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        from hypercorn.asyncio import serve
+
+        self._loop.run_until_complete(
+            serve(self._app, self._config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
+        )
+
+    async def _app(
+        self, scope: dict[str, object], receive: object, send: object
+    ) -> None:
+        import asyncio
+
+        if scope["type"] != "http":
+            return
+        self.versions.add(str(scope["http_version"]))
+        path = str(scope["path"])
+        status, headers, body = 404, [], b""
+        if path.startswith("/moved/"):
+            status, headers = 301, [(b"location", f"/flags/{path[7:]}".encode())]
+        elif path.startswith("/down/"):
+            location = f"{self.plain_url}/{path[6:]}"
+            status, headers = 301, [(b"location", location.encode())]
+        elif path.startswith("/flags/") and path.count("/") == 3:
+            cc = path.split("/")[2].upper()
+            file = FLAGS_DIR / cc.lower() / f"{cc.lower()}.gif"
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            await asyncio.sleep(0.005)
+            self.in_flight -= 1
+            if file.is_file():
+                status, body = 200, file.read_bytes()
+                headers = [(b"content-type", b"image/gif")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send(
+            {"type": "http.response.start", "status": status, "headers": headers}
+        )  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": body})  # type: ignore[operator]

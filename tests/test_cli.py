@@ -181,8 +181,11 @@ def test_json_record_describes_the_run(
         "consumed",
         "error",
         "file",
+        "http_version",
+        "final_url",
     }
     assert br["file"] == "BR.gif" and zz["file"] is None
+    assert br["final_url"] is None  # not redirected
 
 
 def test_json_to_stdout_is_pure_json(httpserver: HTTPServer, dest: Path) -> None:
