@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from pytest_httpserver import HTTPServer
 from flags2.runner import load_mode
 from flags2.settings import Settings
 from flags2.tracker import Tracker
-from tests.helpers import MODES, Answers, KeptAlive, RunFn, Script
+from tests.helpers import MODES, Answers, DiesWithParent, KeptAlive, RunFn, Script
 
 # A suite started as a background job (``pytest &`` in a script) inherits an
 # ignored SIGINT, and so would every command it starts: flags2 rightly keeps
@@ -30,6 +31,14 @@ from tests.helpers import MODES, Answers, KeptAlive, RunFn, Script
 # (any but SIG_IGN) means children start with the default again.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _children_die_with_the_tests() -> Iterator[None]:
+    """No command a test starts outlives the test process (`DiesWithParent`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess, "Popen", DiesWithParent)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from flags2.bench.child import die_with_parent
+from flags2.servers.cli import SUPERVISED_FLAG
 from flags2.settings import MODES as _MODES
 from flags2.tracker import Tracker
 
@@ -22,6 +27,7 @@ __all__ = [
     "FLAGS_DIR",
     "MODES",
     "Answers",
+    "DiesWithParent",
     "KeptAlive",
     "RunFn",
     "Script",
@@ -116,3 +122,32 @@ def installed(command: str) -> str:
     if executable is None:
         pytest.skip(f"{command} is not on PATH (pip install -e . installs it)")
     return executable
+
+
+class DiesWithParent(subprocess.Popen[Any]):
+    """`subprocess.Popen` whose child is SIGKILLed when the test process dies.
+
+    conftest puts it in place of ``subprocess.Popen`` for the whole session, so
+    every command a test starts (``subprocess.run`` and asyncio's subprocesses
+    too) goes with a worker that pytest-timeout ends by ``os._exit``, or that
+    anything SIGKILLs, instead of living on. Left alone: children that choose
+    their own lifetime (a session or process group of their own, their own
+    ``preexec_fn``: the bench's Spawner), the bundled servers that
+    `flags2.servers.launch` supervises through their stdin (a shared one must
+    outlive the run that started it while others lease it), and children
+    started off the main thread, which the signal would follow when that
+    thread ends (`flags2.bench.child`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        argv = args[0] if args else kwargs.get("args", ())
+        own_lifetime = (
+            len(args) > 6  # preexec_fn given by position
+            or kwargs.get("preexec_fn") is not None
+            or kwargs.get("start_new_session")
+            or kwargs.get("process_group") is not None
+            or (not isinstance(argv, str | bytes) and SUPERVISED_FLAG in argv)
+        )
+        if not own_lifetime and threading.current_thread() is threading.main_thread():
+            kwargs["preexec_fn"] = die_with_parent(signal.SIGKILL)
+        super().__init__(*args, **kwargs)

@@ -14,7 +14,11 @@ about 9 MiB), and that helper's footprint is the floor of what is measured::
     >>> m.status, 5 < m.peak_rss_mib < 15  # about 9 MiB: the helper's own
     (0, True)
 
-The helper ignores Ctrl-C (the bench decides); the child gets SIGINT as usual.
+The helper ignores Ctrl-C (the bench decides, and passes SIGINT on to the
+child). It runs in a process group of its own with the commands it starts, and
+if the bench dies without a word (SIGKILL), the kernel tells the helper
+(`flags2.bench.child`, Linux) and it kills that group: no command outlives the
+bench.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .child import die_with_parent
+
 __all__ = ["Measured", "Spawner"]
 
 _GRACE = 2.0  # seconds a child gets to stop after Ctrl-C before SIGKILL
@@ -42,6 +48,8 @@ import json, os, signal, sys, time
 # Children get SIGINT as the bench got it: default, unless it was ignored.
 inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
 sigdef = [] if inherited == signal.SIG_IGN else [signal.SIGINT]
+# SIGTERM is what the bench's death sends (Spawner): the command goes too.
+signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
 for line in sys.stdin:
     job = json.loads(line)
     write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -92,12 +100,17 @@ class Spawner:
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Spawner:
+        # A group of its own, which the commands join (posix_spawn keeps it),
+        # so the helper's SIGTERM handler can end them all in one call; the
+        # terminal's Ctrl-C then reaches the bench alone, which passes it on.
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _HELPER],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
+            process_group=0,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         return self
 
@@ -155,8 +168,8 @@ class Spawner:
         return reply
 
     def _abandon(self, pid: int) -> None:
-        # The terminal's Ctrl-C reached the child too, but a SIGINT sent to the
-        # bench alone did not: pass it on, then insist.
+        # The child is in the helper's process group, which no Ctrl-C reaches
+        # (the terminal's goes to the bench's group): pass it on, then insist.
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
         if not self._close():
