@@ -41,7 +41,6 @@ import dataclasses
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +52,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from flags2 import portable
 from flags2.clients import ClientPool
 from flags2.fetch import download_one
 from flags2.pace import Pace, RateLimit
@@ -160,7 +160,7 @@ def _init_worker(settings: Settings, shared: _Shared) -> None:
     threading.Thread(target=_watch_parent, args=(_worker.local,), daemon=True).start()
     shared.send.send(("ready", os.getpid(), time.perf_counter()))
     # Counted even if this worker never gets a flag: it costs its memory all the same.
-    _worker.peak = _peak_rss_kib()
+    _worker.peak = portable.peak_rss_kib()
     shared.send.send(("peak", os.getpid(), _worker.peak))
 
 
@@ -192,7 +192,7 @@ def download_flag(cc: str) -> FlagResult:
         result = dataclasses.replace(
             result, connections=tuple(_connection_key(c) for c in result.connections)
         )
-    peak = _peak_rss_kib()
+    peak = portable.peak_rss_kib()
     if peak > worker.peak:  # only when it grew: a few messages per worker
         worker.peak = peak
         worker.shared.send.send(("peak", os.getpid(), peak))
@@ -207,16 +207,6 @@ def _connection_key(stream: object) -> str:
     if id(stream) not in _keys:
         _keys[id(stream)] = (stream, f"{os.getpid()}:{len(_keys)}")
     return _keys[id(stream)][1]
-
-
-def _peak_rss_kib() -> int:
-    """This process's peak resident memory in KiB; 0 where it cannot be read."""
-    try:
-        import resource  # POSIX only
-    except ImportError:
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak // 1024 if sys.platform == "darwin" else peak  # bytes there
 
 
 # -- in the parent ---------------------------------------------------------------
@@ -273,16 +263,9 @@ def _launch(executor: futures.ProcessPoolExecutor, workers: int) -> None:
     soon as the launch is over. (Where signals cannot be blocked, Windows, a
     Ctrl-C during a worker's start can only stop it.)
     """
-    block = getattr(signal, "pthread_sigmask", None)
-    held = {signal.SIGINT}
-    if block is not None:
-        block(signal.SIG_BLOCK, held)
-    try:
+    with portable.sigint_held():
         for _ in range(workers):  # a task per worker: each starts one (spawn)
             executor.submit(_started)
-    finally:
-        if block is not None:
-            block(signal.SIG_UNBLOCK, held)
 
 
 def _stop_saving(shared: _Shared) -> None:
@@ -362,6 +345,6 @@ def _stats(
         "start_method": context.get_start_method(),
         "workers": workers,
         "startup": round(max(ready) - started, 6) if ready else None,
-        "parent_peak_rss_mib": round(_peak_rss_kib() / 1024, 1),
+        "parent_peak_rss_mib": round(portable.peak_rss_kib() / 1024, 1),
         "workers_peak_rss_mib": round(sum(inbox.peaks.values()) / 1024, 1),
     }

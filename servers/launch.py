@@ -316,13 +316,16 @@ def _launch(
         SUPERVISED_FLAG,
         *([LEASE_OPTION, str(lease.path)] if lease is not None else []),
     ]
-    # The child must import this very package (even from an uninstalled
-    # checkout), and unbuffered, so the READY line does not sit in a buffer.
-    # Not resolved: in a checkout flags2/servers is a link to servers/.
-    here = Path(os.path.abspath(__file__))
-    package_root = str(here.parents[__package__.count(".") + 1])
+    # The child must import this very package and flags2 (even from an
+    # uninstalled checkout), and unbuffered, so the READY line does not sit in
+    # a buffer. Installed or editable, flags2's folder is enough (the install
+    # maps servers/ to flags2.servers); run as `servers` from a checkout, that
+    # checkout's folder is the one both live in.
+    roots = [Path(os.path.abspath(portable.__file__)).parents[1]]
+    if __package__ == "servers":
+        roots.append(Path(os.path.abspath(__file__)).parents[1])
     python_path = os.pathsep.join(
-        filter(None, [package_root, os.environ.get("PYTHONPATH")])
+        dict.fromkeys([*map(str, roots), *filter(None, [os.environ.get("PYTHONPATH")])])
     )
     env = {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

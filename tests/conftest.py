@@ -14,6 +14,7 @@ import ipaddress
 import signal
 import socket
 import struct
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.helpers import (
     FLAKY_FAULTS,
     MODES,
     Answers,
+    DiesWithParent,
     FakeDNS,
     Flaky,
     KeptAlive,
@@ -44,6 +46,14 @@ from tests.helpers import (
 # (any but SIG_IGN) means children start with the default again.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _children_die_with_the_tests() -> Iterator[None]:
+    """No command a test starts outlives the test process (`DiesWithParent`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess, "Popen", DiesWithParent)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import sysconfig
 import threading
@@ -17,10 +19,13 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from flags2.portable import die_with_parent
+from flags2.servers.cli import SUPERVISED_FLAG
 from flags2.settings import MODES as _MODES
 from flags2.tracker import Tracker
 
@@ -30,6 +35,7 @@ __all__ = [
     "FLAKY_FAULTS",
     "MODES",
     "Answers",
+    "DiesWithParent",
     "FakeDNS",
     "Flaky",
     "KeptAlive",
@@ -326,3 +332,32 @@ class TLSServer:
             {"type": "http.response.start", "status": status, "headers": headers}
         )  # type: ignore[operator]
         await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+
+
+class DiesWithParent(subprocess.Popen[Any]):
+    """`subprocess.Popen` whose child is SIGKILLed when the test process dies.
+
+    conftest puts it in place of ``subprocess.Popen`` for the whole session, so
+    every command a test starts (``subprocess.run`` and asyncio's subprocesses
+    too) goes with a worker that pytest-timeout ends by ``os._exit``, or that
+    anything SIGKILLs, instead of living on. Left alone: children that choose
+    their own lifetime (a session or process group of their own, their own
+    ``preexec_fn``: the bench's Spawner), the bundled servers that
+    `flags2.servers.launch` supervises through their stdin (a shared one must
+    outlive the run that started it while others lease it), and children
+    started off the main thread, which the signal would follow when that
+    thread ends (`flags2.portable.die_with_parent`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        argv = args[0] if args else kwargs.get("args", ())
+        own_lifetime = (
+            len(args) > 6  # preexec_fn given by position
+            or kwargs.get("preexec_fn") is not None
+            or kwargs.get("start_new_session")
+            or kwargs.get("process_group") is not None
+            or (not isinstance(argv, str | bytes) and SUPERVISED_FLAG in argv)
+        )
+        if not own_lifetime and threading.current_thread() is threading.main_thread():
+            kwargs["preexec_fn"] = die_with_parent(signal.SIGKILL)
+        super().__init__(*args, **kwargs)

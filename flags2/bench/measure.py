@@ -21,6 +21,11 @@ Where ``os.wait4`` is missing (Windows), the helper starts each command with
 flags2): its peak working set and CPU time. Without psutil the CPU time is
 still known where ``os.times`` counts waited-for children (POSIX), and the
 peak memory is recorded as 0: not known.
+The helper ignores Ctrl-C (the bench decides, and passes SIGINT on to the
+child). It runs in a process group of its own with the commands it starts,
+and if the bench dies without a word (SIGKILL), the kernel tells the helper
+(`flags2.portable.die_with_parent`, Linux) and it kills that group: no command
+outlives the bench.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ import json, os, signal, sys, time
 # Children get SIGINT as the bench got it: default, unless it was ignored.
 inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
 sigdef = [] if inherited == signal.SIG_IGN else [signal.SIGINT]
+# SIGTERM is what the bench's death sends (Spawner): the command goes too.
+signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
 for line in sys.stdin:
     job = json.loads(line)
     write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -154,12 +161,17 @@ class Spawner:
         helper = (
             ["-S", "-c", _HELPER] if portable.CAN_WAIT4 else ["-c", _SAMPLING_HELPER]
         )
+        # A group of its own, which the commands join (posix_spawn keeps it),
+        # so the helper's SIGTERM handler can end them all in one call; the
+        # terminal's Ctrl-C then reaches the bench alone, which passes it on.
         self._proc = subprocess.Popen(
             [sys.executable, "-I", *helper],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
+            process_group=0,
+            preexec_fn=portable.die_with_parent(signal.SIGTERM),
         )
         return self
 
@@ -215,8 +227,8 @@ class Spawner:
         return reply
 
     def _abandon(self, pid: int) -> None:
-        # The terminal's Ctrl-C reached the child too, but a SIGINT sent to the
-        # bench alone did not: pass it on, then insist.
+        # The child is in the helper's process group, which no Ctrl-C reaches
+        # (the terminal's goes to the bench's group): pass it on, then insist.
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
         if not self._close():
