@@ -33,6 +33,7 @@ __all__ = [
     "ABSENT",
     "FLAGS_DIR",
     "FLAKY_FAULTS",
+    "IN_PROCESS_MODES",
     "MODES",
     "Answers",
     "DiesWithParent",
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 MODES = list(_MODES)
+IN_PROCESS_MODES = [mode for mode in MODES if mode != "processpool"]
+"""The modes whose requests run in the test's own process: a test that watches
+them from inside (a patched function counting its calls) parametrizes
+``mode`` over these, as a process pool's workers keep their own counts."""
 FLAGS_DIR = Path(str(resources.files("flags2.servers") / "data" / "flags"))
 
 

@@ -26,7 +26,15 @@ from werkzeug import Request, Response
 from flags2.clientplan import lean_transport_fits
 from flags2.clients import _Conn
 from flags2.status import DownloadStatus
-from tests.helpers import Answers, FakeDNS, KeptAlive, RunFn, flag_bytes, serve_flags
+from tests.helpers import (
+    IN_PROCESS_MODES,
+    Answers,
+    FakeDNS,
+    KeptAlive,
+    RunFn,
+    flag_bytes,
+    serve_flags,
+)
 
 GIF = flag_bytes("BR")
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -92,6 +100,8 @@ def test_an_https_redirect_takes_the_proxy_plain_httpx2_takes(
 # -- internationalised host names ----------------------------------------------
 
 
+# The names asked are recorded here, so not in a process pool's workers.
+@pytest.mark.parametrize("mode", IN_PROCESS_MODES)
 def test_the_name_looked_up_is_the_a_label_the_host_header_names(
     no_proxies: pytest.MonkeyPatch,
     fake_dns: FakeDNS,

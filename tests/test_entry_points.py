@@ -19,7 +19,12 @@ from werkzeug import Request, Response
 from flags2 import __version__
 from tests.helpers import flag_bytes, installed, serve_flags
 
-SCRIPTS = ["flags2-sequential", "flags2-threadpool", "flags2-asyncio"]
+SCRIPTS = [
+    "flags2-sequential",
+    "flags2-threadpool",
+    "flags2-asyncio",
+    "flags2-processpool",
+]
 
 
 def _program(name: str) -> str:

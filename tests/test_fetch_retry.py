@@ -15,7 +15,7 @@ import pytest
 
 from flags2 import fetch
 from flags2.status import DownloadStatus
-from tests.helpers import RunFn
+from tests.helpers import IN_PROCESS_MODES, RunFn
 
 CAP = 0.05  # RETRY_AFTER_CAP for these tests: a usable value waits this long
 RETRIES = 3
@@ -58,6 +58,8 @@ VALUES: dict[str, tuple[tuple[bytes, ...], float | None]] = {
 }  # fmt: skip
 
 
+# The waits are counted by patching fetch here, so not in a process pool's workers.
+@pytest.mark.parametrize("mode", IN_PROCESS_MODES)
 @pytest.mark.parametrize(("values", "wait"), VALUES.values(), ids=list(VALUES))
 def test_every_retry_after_value_gets_every_attempt(
     raw_server: Callable[[bytes], str], run_mode: RunFn,

@@ -24,13 +24,8 @@ from pathlib import Path
 
 import pytest
 
-import flags2.clients
 from flags2.servers.launch import background, is_listening
 from tests.helpers import ABSENT, MODES, env_without_posix, leftovers
-
-# The lean blocking transport's liveness check is select.poll until its own
-# change lands (issue 17.3, the transport's part); then this runs for real.
-_POLL_IN_TRANSPORT = "select.poll" in Path(flags2.clients.__file__).read_text()
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +70,7 @@ def test_the_children_really_lack_them(tmp_path: Path) -> None:
     assert json.loads(done.stdout) == []
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        pytest.param(
-            mode,
-            marks=pytest.mark.xfail(
-                _POLL_IN_TRANSPORT and mode != "asyncio",
-                reason="the blocking transport still calls select.poll",
-                strict=True,
-            ),
-        )
-        for mode in MODES
-    ],
-)
+@pytest.mark.parametrize("mode", MODES)
 def test_download_skip_existing_and_the_sweep(
     local_url: str, tmp_path: Path, mode: str
 ) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from flags2.portable import die_with_parent
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(
     die_with_parent(signal.SIGKILL) is None, reason="no parent-death signal here"
