@@ -100,7 +100,9 @@ def run_mode(mode: str, base_url: str, dest: Path) -> RunFn:
         fields: dict[str, object] = {
             "base_url": base_url,
             "dest": dest,
-            "concurrency": min(module.MAX_CONCUR_REQ, 10),
+            # At most one slot a code, as runner.effective_concurrency gives:
+            # a process pool starts every worker it is asked for.
+            "concurrency": min(module.MAX_CONCUR_REQ, 10, len(cc_list)),
             "timeout": 5.0,
         }
         fields.update(options)
