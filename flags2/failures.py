@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx2 as httpx
 
@@ -84,25 +84,43 @@ def cause_of(exc: BaseException) -> Cause | None:
     return None
 
 
-def unresolvable(base_url: str, proxy: str | None) -> Cause | None:
+def unresolvable(
+    base_url: str, proxy: str | None, timeout: float | None = None
+) -> Cause | None:
     """The cause, if the run's host name does not exist; None otherwise.
 
     One lookup, before any request (through a proxy the proxy resolves, so
-    none). A resolver that does not answer is left to the requests and their
-    retries.
+    none), of the A-label the requests will ask for (``straße.example`` is
+    ``xn--strae-oqa.example``, as httpx's Host header says), within `timeout`
+    (the run's ``--timeout``, as a connection's lookup is): a resolver that
+    does not answer by then is left to the requests and their retries.
     """
-    parts = urlsplit(base_url)
-    host = parts.hostname
+    try:
+        url = httpx.URL(base_url)
+        host = url.raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError):
+        return None
     if proxy is not None or not host:
         return None
-    try:
-        socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        if exc.errno in _NO_SUCH_NAME:
-            return Cause("dns", f"the host {host} does not resolve: {exc.strerror}")
-    except (OSError, UnicodeError):
-        pass  # the requests will say it in their own words
-    return None
+    port = url.port or (443 if url.scheme == "https" else 80)
+    outcome: list[BaseException | None] = []
+
+    def look_up() -> None:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    # getaddrinfo cannot be interrupted: a daemon thread the run leaves behind.
+    lookup = threading.Thread(target=look_up, name="flags2-lookup", daemon=True)
+    lookup.start()
+    lookup.join(timeout)
+    error = outcome[0] if outcome else None
+    if isinstance(error, socket.gaierror) and error.errno in _NO_SUCH_NAME:
+        return Cause("dns", f"the host {host} does not resolve: {error.strerror}")
+    return None  # it resolved, or the requests will say why in their words
 
 
 def _host(exc: BaseException) -> str:

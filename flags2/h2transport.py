@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
 import httpx2 as httpx
@@ -34,6 +35,8 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._pending: set[futures.Future[httpx.Response]] = set()
+        self._closed = False
 
     def _inner(self) -> httpx.AsyncHTTPTransport:
         if self._transport is None:
@@ -52,10 +55,30 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     # -- blocking clients: on the private loop ----------------------------------
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """The answer, waited for in this thread while the private loop fetches it.
+
+        A request still in flight when the client closes (a run stopping early)
+        is cancelled and ends as a ReadError: a thread must never wait on a loop
+        that has stopped, or the interpreter's exit waits on that thread.
+        """
         import asyncio
 
-        future = asyncio.run_coroutine_threadsafe(self._whole(request), self._start())
-        return future.result()
+        with self._lock:
+            if self._closed:
+                raise httpx.ConnectError("the client is closed", request=request)
+            future = asyncio.run_coroutine_threadsafe(
+                self._whole(request), self._start()
+            )
+            self._pending.add(future)
+        try:
+            return future.result()
+        except futures.CancelledError:
+            raise httpx.ReadError(
+                "the client closed with this request in flight", request=request
+            ) from None
+        finally:
+            with self._lock:
+                self._pending.discard(future)
 
     async def _whole(self, request: httpx.Request) -> httpx.Response:
         """The answer read whole (a flag is small), to hand to another thread."""
@@ -72,24 +95,28 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         )
 
     def _start(self) -> asyncio.AbstractEventLoop:
+        """The private loop, started on first use (the caller holds the lock)."""
         import asyncio
 
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(
-                    target=loop.run_forever, name="flags2-http2", daemon=True
-                )
-                self._thread.start()
-                self._loop = loop
-            return self._loop
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=loop.run_forever, name="flags2-http2", daemon=True
+            )
+            self._thread.start()
+            self._loop = loop
+        return self._loop
 
     def close(self) -> None:
         import asyncio
 
         with self._lock:
+            self._closed = True
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
+            pending = list(self._pending)
+        for future in pending:  # their threads get a ReadError at once
+            future.cancel()
         if loop is None or thread is None:
             return
         # Closing: whatever the pool says, its sockets go with the loop.

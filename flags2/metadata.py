@@ -3,7 +3,7 @@
 With ``--names`` the body decides a file name, so it is read as hostile: it
 must be small (a real one is under 100 bytes), UTF-8 without a byte order mark
 (RFC 8259), and strict JSON: no ``NaN`` or ``Infinity``, no number too long to
-be a number, no nesting deeper than Python can parse, no key given twice (two
+be a number, no nesting deeper than `MAX_DEPTH`, no key given twice (two
 parsers could read two different names). Every failure is a :class:`BadMetadata`
 with one line saying why, so it is that flag's error and the run goes on::
 
@@ -23,13 +23,24 @@ from typing import Any, NoReturn
 
 from flags2.save import FlagProblem
 
-__all__ = ["MAX_METADATA_BYTES", "MAX_NUMBER_DIGITS", "BadMetadata", "country_name"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_METADATA_BYTES",
+    "MAX_NUMBER_DIGITS",
+    "BadMetadata",
+    "country_name",
+]
 
 MAX_METADATA_BYTES = 16 * 1024
 """Larger is not a metadata.json: refused before it is parsed."""
 MAX_NUMBER_DIGITS = 100
 """A longer number is refused; Python's own limit (4300 digits) would be a
 ValueError deep in the parser, and no metadata needs more than a few."""
+
+
+MAX_DEPTH = 32
+"""Deeper nesting is refused before parsing, alike on every Python: json's own
+bound is the interpreter's recursion limit, which differs between versions."""
 
 
 class BadMetadata(FlagProblem):
@@ -73,6 +84,8 @@ def _parse(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:  # UTF-16 or 32 without a mark, Latin-1, binary
         raise BadMetadata("metadata.json is not JSON: it is not UTF-8") from None
+    if _too_deep(text):
+        raise BadMetadata("metadata.json is not JSON: nested too deeply")
     try:
         return json.loads(
             text,
@@ -87,6 +100,31 @@ def _parse(body: bytes) -> Any:
         raise BadMetadata("metadata.json is not JSON: nested too deeply") from None
     except ValueError:
         raise BadMetadata("metadata.json is not JSON") from None
+
+
+def _too_deep(text: str) -> bool:
+    """Whether arrays and objects nest deeper than MAX_DEPTH (strings skipped).
+
+    Only the brackets are counted: what they hold is for the parser to judge.
+    """
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -308,7 +308,6 @@ def process_pool(
         context.Value("d", 0.0),
         context.Value("b", 0, lock=False),
     )
-    inbox = _Inbox(receive, tracker)
     before = set(multiprocessing.active_children())
     started = time.perf_counter()
     executor = futures.ProcessPoolExecutor(
@@ -317,8 +316,13 @@ def process_pool(
         initializer=_init_worker,
         initargs=(_worker_settings(settings), shared),
     )
+    inbox: _Inbox | None = None
     try:
         _launch(executor, settings.concurrency)
+        # Read only once every worker is forked: a fork from a process with
+        # more threads risks a lock held in the child (3.12 warns of it). What
+        # the workers send meanwhile waits in the pipe; its times are theirs.
+        inbox = _Inbox(receive, tracker)
         yield executor
     except BaseException as exc:
         shared.halt.value = 1  # at once: the wait for a save may take a while
@@ -333,6 +337,7 @@ def process_pool(
     else:
         executor.shutdown(wait=True)
     finally:
+        inbox = inbox if inbox is not None else _Inbox(receive, tracker)
         inbox.close(send)
         tracker.pool_stats = _stats(inbox, started, context, settings.concurrency)
 

@@ -117,7 +117,9 @@ def run(
     human = sys.stderr if json_path == "-" else sys.stdout
     with _bundled_server(settings, serve), contextlib.redirect_stdout(human):
         initial_report(cc_list, settings)
-        if (cause := unresolvable(settings.base_url, tracker.proxy)) is not None:
+        if (
+            cause := unresolvable(settings.base_url, tracker.proxy, settings.timeout)
+        ) is not None:
             tracker.stop_before(cause)  # no request could go anywhere
         else:
             module.download_many(cc_list, settings, tracker)

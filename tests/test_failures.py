@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from flags2.fetch import is_transient
 from flags2.runner import EXIT_ERRORS, load_mode, run
 from flags2.settings import Settings
 from flags2.tracker import SAME_CAUSE_STOP
-from tests.helpers import MODES, TLSServer
+from tests.helpers import MODES, FakeDNS, TLSServer
 
 CODES = list(all_country_codes())
 
@@ -184,3 +185,21 @@ def test_a_lookup_that_times_out_is_left_to_the_requests(
     monkeypatch.setattr(socket, "getaddrinfo", again)
     assert unresolvable("https://flags.example/flags", None) is None
     assert unresolvable("https://flags.example/flags", "http://proxy:3128") is None
+
+
+def test_the_run_wide_lookup_asks_the_a_label_within_the_timeout(
+    fake_dns: FakeDNS,
+) -> None:
+    # The name the requests will ask for (IDNA 2008, as httpx's Host header),
+    # not the socket layer's IDNA 2003 reading (strasse.example).
+    assert unresolvable("http://straße.example/flags", None, 1.0) == Cause(
+        "dns",
+        "the host xn--strae-oqa.example does not resolve: Name or service not known",
+    )
+    assert fake_dns.asked == ["xn--strae-oqa.example"]
+    # A resolver slower than --timeout is left to the requests, and no later.
+    fake_dns.names["slow.example"] = [("127.0.0.1", None)]
+    fake_dns.delays["slow.example"] = 3.0
+    started = time.perf_counter()
+    assert unresolvable("http://slow.example/flags", None, 0.5) is None
+    assert time.perf_counter() - started < 1.5

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from flags2.metadata import MAX_METADATA_BYTES, BadMetadata, country_name
+from flags2.metadata import MAX_DEPTH, MAX_METADATA_BYTES, BadMetadata, country_name
 from flags2.runner import EXIT_ERRORS, load_mode, run
 from flags2.settings import Settings
 from tests.helpers import MODES, flag_bytes, real_metadata, serve_flags, serve_metadata
@@ -156,3 +156,15 @@ def test_the_issues_deep_metadata_is_no_traceback_in_a_real_run(
     assert "CN OK" in done.stdout and "  1 error." in done.stdout
     assert (tmp_path / "China.gif").read_bytes() == flag_bytes("CN")
     assert json.loads(record.read_text())["flags"][0]["status"] == "ERROR"
+
+
+def test_nesting_is_bounded_alike_on_every_python() -> None:
+    # json's own bound is the recursion limit, which 3.13 raised: ours is fixed.
+    inner = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+    assert country_name(f'{{"country": "Brazil", "x": {inner}}}'.encode()) == "Brazil"
+    deeper = "[" * MAX_DEPTH + "]" * MAX_DEPTH
+    with pytest.raises(BadMetadata, match="nested too deeply"):
+        country_name(f'{{"country": "Brazil", "x": {deeper}}}'.encode())
+    # Brackets inside a string, escaped quotes included, are not nesting.
+    text = '"\\"' + "[" * 100 + '"'
+    assert country_name(f'{{"country": "Brazil", "x": {text}}}'.encode()) == "Brazil"

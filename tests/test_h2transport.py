@@ -1,0 +1,48 @@
+"""flags2.h2transport: blocking clients' HTTP/2 on a private loop, closed safely."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx2 as httpx
+import pytest
+
+from flags2.h2transport import HTTP2Transport
+
+
+@pytest.fixture
+def silent_tls_port() -> Iterator[int]:
+    """A listener that accepts and never answers: a TLS handshake waits on it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_closing_with_a_request_in_flight_ends_its_wait(silent_tls_port: int) -> None:
+    # A run that stops early closes its clients while threads still wait on
+    # the private loop: each must get an error at once, never wait forever
+    # (the interpreter's exit joins every thread of a pool).
+    transport = HTTP2Transport()
+    request = httpx.Request(
+        "GET", f"https://127.0.0.1:{silent_tls_port}/flags/br/br.gif"
+    )
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            transport.handle_request(request)
+        except BaseException as exc:  # the test reads what it was
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=fetch, daemon=True)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # in flight: the server never answers
+    transport.close()
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], httpx.ReadError)
+    with pytest.raises(httpx.ConnectError, match="closed"):
+        transport.handle_request(request)  # nothing starts after the close
