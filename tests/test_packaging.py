@@ -133,3 +133,16 @@ def test_the_servers_examples_are_collected_once() -> None:
     assert collected.returncode == 0, collected.stdout[-2000:]
     found = re.findall(r"^(?:flags2/)?servers/(\w+)\.py::", collected.stdout, re.M)
     assert Counter(found) == dict.fromkeys(SERVERS_DOCTESTS, 1)
+
+
+def test_a_checkout_finds_flags2_servers_beside_flags2() -> None:
+    # As `python -m flags2` in a clone after `pip install .`: the clone's
+    # flags2/ comes first and no install hook maps the name (-S: no site).
+    done = subprocess.run(
+        [sys.executable, "-S", "-c",
+         "import flags2.servers.launch, flags2.servers.slow, flags2.servers;"
+         " print(flags2.servers.__file__)"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == ROOT / "servers" / "__init__.py"
