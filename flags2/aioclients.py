@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx2 as httpx
 
+from flags2 import portable
 from flags2.clientplan import ClientPlan, fallback_options, lean_request
 from flags2.http11 import Answer, Stale, request_head, request_timeouts
 from flags2.settings import Settings
@@ -212,7 +213,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
         addresses = await self._resolve(loop, key)
         error: OSError | None = None
         for family, kind, proto, _, address in addresses:
-            sock = socket.socket(family, kind, proto)
+            sock = await _new_socket(family, kind, proto)
             try:
                 sock.setblocking(False)
                 await loop.sock_connect(sock, address)
@@ -319,3 +320,18 @@ class AsyncClientPool:
     ) -> None:
         for client in self._clients:
             await client.aclose()
+
+
+async def _new_socket(family: int, kind: int, proto: int) -> socket.socket:
+    """A new socket; out of descriptors (EMFILE, ENFILE), a wait, not an error.
+
+    Other requests hold every descriptor for now and give theirs back as they
+    end; the caller's connect timeout bounds the wait.
+    """
+    while True:
+        try:
+            return socket.socket(family, kind, proto)
+        except OSError as exc:
+            if exc.errno not in portable.DESCRIPTOR_ERRNOS:
+                raise
+            await asyncio.sleep(portable.DESCRIPTOR_WAIT)

@@ -49,6 +49,7 @@ from typing import Any
 
 import httpx2 as httpx
 
+from flags2 import portable
 from flags2.clientplan import ClientPlan, fallback_options, lean_request
 from flags2.http11 import (
     RECV_SIZE,
@@ -250,8 +251,8 @@ def _open_socket(addresses: list[_Address], clock: _Deadline) -> socket.socket:
     """A socket connected to the first address that answers before `clock` ends."""
     error: OSError | None = None
     for family, kind, proto, _, address in addresses:
+        sock = _new_socket(family, kind, proto, clock)
         timeout = clock.remaining()  # TimeoutError once the deadline has passed
-        sock = socket.socket(family, kind, proto)
         try:
             sock.settimeout(timeout)
             sock.connect(address)
@@ -264,6 +265,24 @@ def _open_socket(addresses: list[_Address], clock: _Deadline) -> socket.socket:
         return sock
     # The last error, as socket.create_connection gives.
     raise error or OSError("getaddrinfo returned no address")
+
+
+def _new_socket(family: int, kind: int, proto: int, clock: _Deadline) -> socket.socket:
+    """A new socket; out of descriptors, a wait within the connect timeout.
+
+    EMFILE or ENFILE means other requests hold every descriptor for now, and
+    one gives its own back as it ends: so it is never that flag's error,
+    only a wait (the connect timeout still bounds it).
+    """
+    while True:
+        try:
+            return socket.socket(family, kind, proto)
+        except OSError as exc:
+            if exc.errno not in portable.DESCRIPTOR_ERRNOS:
+                raise
+            left = clock.remaining()  # TimeoutError once the deadline has passed
+            wait = portable.DESCRIPTOR_WAIT
+            time.sleep(wait if left is None else min(wait, left))
 
 
 class _Lookup:

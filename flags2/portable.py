@@ -51,6 +51,7 @@ __all__ = [
     "CAN_LOCK",
     "CAN_WAIT4",
     "DESCRIPTOR_ERRNOS",
+    "DESCRIPTOR_WAIT",
     "NONBLOCK",
     "detached",
     "die_with_parent",
@@ -76,6 +77,9 @@ except ImportError:  # Windows
 DESCRIPTOR_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
 """A process (EMFILE) or the system (ENFILE) is out of descriptors: a wait, not
 a failure of whatever asked for one."""
+
+DESCRIPTOR_WAIT = 0.05
+"""Seconds between tries for a descriptor while there is none to be had."""
 
 NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
 """``os.O_NONBLOCK`` where it exists: an open that never waits on a fifo (Windows

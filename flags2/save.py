@@ -63,10 +63,9 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 # How often a save is tried when a starting run sweeps its temporaries each
-# time; and the pause when the process is out of descriptors (which it is only
-# for as long as another flag holds one).
+# time. Out of descriptors, a save waits (portable.DESCRIPTOR_WAIT) for another
+# flag to give one back.
 _SWEPT_TRIES = 3
-_DESCRIPTOR_WAIT = 0.01
 # Where an open file cannot be renamed (Windows), it is closed first; there a
 # file open elsewhere cannot be deleted either, so the sweep spares it anyway.
 _REPLACE_OPEN = sys.platform != "win32"
@@ -315,7 +314,7 @@ class Saver:
                 if exc.errno in portable.DESCRIPTOR_ERRNOS:
                     # Another flag gives its descriptor back soon: a wait, never
                     # this flag's error.
-                    time.sleep(_DESCRIPTOR_WAIT)
+                    time.sleep(portable.DESCRIPTOR_WAIT)
                     continue
                 self._fail(exc, filename)
                 raise

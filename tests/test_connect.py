@@ -11,18 +11,22 @@ idle connection is checked without ``select.poll``. Name resolution is faked
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import socket
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+import flags2.aioclients
+import flags2.clients
 from flags2.clientplan import lean_transport_fits
 from flags2.clients import _Conn
 from flags2.status import DownloadStatus
@@ -261,3 +265,39 @@ def test_a_host_name_no_resolver_can_take_is_that_flag_s_connect_error(
     assert result.status is DownloadStatus.ERROR
     assert result.error is not None and "ConnectError" in result.error
     assert "label" in result.error
+
+
+# -- out of descriptors -----------------------------------------------------------
+
+
+class _OutOfDescriptors:
+    """The socket module, but its first `fails` new sockets fail with EMFILE."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(socket, name)
+
+    def socket(self, *args: Any, **kwargs: Any) -> socket.socket:
+        if self.fails:
+            self.fails -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return socket.socket(*args, **kwargs)
+
+
+def test_out_of_descriptors_is_a_wait_never_a_flags_error(
+    httpserver: HTTPServer, run_mode: RunFn, monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:  # fmt: skip
+    # Other requests hold every descriptor and give theirs back as they end.
+    serve_flags(httpserver, ["BR"])
+    shim = _OutOfDescriptors(fails=3)
+    monkeypatch.setattr(flags2.clients, "socket", shim)
+    monkeypatch.setattr(flags2.aioclients, "socket", shim)
+    result = run_mode(["BR"], retries=0).results["BR"]
+    if mode == "processpool":  # its workers have their own socket module
+        assert result.status is DownloadStatus.OK
+        return
+    assert result.status is DownloadStatus.OK, result.error
+    assert result.attempts == 1 and shim.fails == 0
