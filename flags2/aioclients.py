@@ -332,6 +332,6 @@ async def _new_socket(family: int, kind: int, proto: int) -> socket.socket:
         try:
             return socket.socket(family, kind, proto)
         except OSError as exc:
-            if exc.errno not in portable.DESCRIPTOR_ERRNOS:
+            if not portable.out_of_descriptors(exc):
                 raise
             await asyncio.sleep(portable.DESCRIPTOR_WAIT)

@@ -278,7 +278,7 @@ def _new_socket(family: int, kind: int, proto: int, clock: _Deadline) -> socket.
         try:
             return socket.socket(family, kind, proto)
         except OSError as exc:
-            if exc.errno not in portable.DESCRIPTOR_ERRNOS:
+            if not portable.out_of_descriptors(exc):
                 raise
             left = clock.remaining()  # TimeoutError once the deadline has passed
             wait = portable.DESCRIPTOR_WAIT

@@ -52,12 +52,14 @@ __all__ = [
     "CAN_WAIT4",
     "DESCRIPTOR_ERRNOS",
     "DESCRIPTOR_WAIT",
+    "MEASURING_HELPER",
     "NONBLOCK",
     "detached",
     "die_with_parent",
     "lock",
     "open_file_limit",
     "open_no_follow",
+    "out_of_descriptors",
     "peak_rss_kib",
     "private_dir",
     "raise_open_file_limit",
@@ -81,6 +83,12 @@ a failure of whatever asked for one."""
 DESCRIPTOR_WAIT = 0.05
 """Seconds between tries for a descriptor while there is none to be had."""
 
+
+def out_of_descriptors(exc: OSError) -> bool:
+    """Whether `exc` says only that no descriptor is free now (DESCRIPTOR_ERRNOS)."""
+    return exc.errno in DESCRIPTOR_ERRNOS
+
+
 NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
 """``os.O_NONBLOCK`` where it exists: an open that never waits on a fifo (Windows
 has no fifos a path can name, so nothing to wait on there)."""
@@ -91,6 +99,40 @@ CAN_LOCK = fcntl is not None or sys.platform == "win32" or hasattr(os, "lockf")
 CAN_WAIT4 = hasattr(os, "wait4") and hasattr(os, "posix_spawnp")
 """Whether a child's own CPU time and peak memory come with its exit status
 (``os.wait4``'s rusage); elsewhere `flags2.bench.measure` samples them."""
+
+# What flags2.bench.measure runs where CAN_WAIT4: it spawns each command it is
+# sent (a JSON line), reaps it with os.wait4 and answers the child's own rusage.
+# The standard library's cheapest modules only: whatever it imports raises the
+# floor under every measurement.
+MEASURING_HELPER = """\
+import json, os, signal, sys, time
+# Children get SIGINT as the bench got it: default, unless it was ignored.
+inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+sigdef = [] if inherited == signal.SIG_IGN else [signal.SIGINT]
+# SIGTERM is what the bench's death sends (Spawner): the command goes too.
+signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+for line in sys.stdin:
+    job = json.loads(line)
+    write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, job["stdout"], write, 0o600),
+        (os.POSIX_SPAWN_OPEN, 2, job["stderr"], write, 0o600),
+    ]
+    t0 = time.perf_counter()
+    try:
+        pid = os.posix_spawnp(job["argv"][0], job["argv"], job["env"],
+                              file_actions=actions, setsigdef=sigdef)
+    except OSError as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+        continue
+    print(json.dumps({"pid": pid}), flush=True)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    print(json.dumps({"status": os.waitstatus_to_exitcode(status),
+                      "wall": wall, "maxrss": usage.ru_maxrss,
+                      "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+"""
 
 # macOS reports an unlimited hard limit but refuses a soft limit above this.
 _UNLIMITED_TARGET = 65536

@@ -311,7 +311,7 @@ class Saver:
                     dir=self.dest, prefix=_PREFIX.format(filename), suffix=suffix
                 )
             except OSError as exc:
-                if exc.errno in portable.DESCRIPTOR_ERRNOS:
+                if portable.out_of_descriptors(exc):
                     # Another flag gives its descriptor back soon: a wait, never
                     # this flag's error.
                     time.sleep(portable.DESCRIPTOR_WAIT)

@@ -37,6 +37,7 @@ from tests.helpers import (
     RunFn,
     Script,
     TLSServer,
+    accept_in_threads,
     flag_bytes,
 )
 
@@ -146,13 +147,7 @@ def scripted() -> Iterator[Script]:
                         return
                     conn.sendall(data)
 
-        def accept() -> None:
-            with contextlib.suppress(OSError):
-                while True:
-                    conn, _ = listener.accept()
-                    threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
+        accept_in_threads(listener, serve)
         return f"http://127.0.0.1:{listener.getsockname()[1]}/flags"
 
     yield start
@@ -232,13 +227,7 @@ def flaky() -> Iterator[Callable[[str, int], Flaky]]:
                         return
                     conn.sendall(good)
 
-        def accept() -> None:
-            with contextlib.suppress(OSError):
-                while True:
-                    conn, _ = listener.accept()
-                    threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
+        accept_in_threads(listener, serve)
         return seen
 
     yield start
@@ -383,13 +372,7 @@ def recording_proxy() -> Iterator[tuple[str, list[bytes]]]:
                 pass
             conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
 
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = listener.accept()
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
+    accept_in_threads(listener, serve)
     yield f"http://127.0.0.1:{listener.getsockname()[1]}", lines
     listener.shutdown(socket.SHUT_RDWR)
     listener.close()

@@ -5,12 +5,14 @@ Fixtures stay in ``conftest.py``; test modules import these by name.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -43,6 +45,7 @@ __all__ = [
     "RunFn",
     "Script",
     "TLSServer",
+    "accept_in_threads",
     "colour_pixels",
     "env_without_posix",
     "flag_bytes",
@@ -366,3 +369,17 @@ class DiesWithParent(subprocess.Popen[Any]):
         if not own_lifetime and threading.current_thread() is threading.main_thread():
             kwargs["preexec_fn"] = die_with_parent(signal.SIGKILL)
         super().__init__(*args, **kwargs)
+
+
+def accept_in_threads(
+    listener: socket.socket, serve: Callable[[socket.socket], None]
+) -> None:
+    """Serve each connection `listener` accepts in a thread of its own."""
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()

@@ -149,12 +149,6 @@ def make_cell(mode: str, server: str, max_req: int | None, codes: CodeSet) -> Ce
             requested = 1  # sequential: every -m is the same run
     concurrency = effective_concurrency(requested, most, len(codes.codes))
     return Cell(mode, server, requested, codes, concurrency)
-    module = load_mode(mode)
-    requested = max_req or module.DEFAULT_CONCUR_REQ
-    if module.MAX_CONCUR_REQ == 1:
-        requested = 1  # sequential: every -m is the same run
-    concurrency = effective_concurrency(module, requested, len(codes.codes))
-    return Cell(mode, server, requested, codes, concurrency)
 
 
 def matrix(

@@ -1,6 +1,6 @@
 """Run a command and measure it from outside: wall time, CPU time, own peak memory.
 
-The obvious way, ``Popen`` then ``os.wait4`` for the child's ``ru_maxrss``,
+The obvious way, ``Popen`` then the child's rusage ``ru_maxrss`` on reaping,
 measures the wrong process on Linux: ``exec`` folds the high-water mark of the
 address space it replaces into the child's ``maxrss``, and Python spawns with
 ``vfork``, whose replaced address space is the parent's. From a 45 MiB bench,
@@ -16,7 +16,8 @@ about 9 MiB), and that helper's footprint is the floor of what is measured::
 
 The helper ignores Ctrl-C (the bench decides); the child gets SIGINT as usual.
 
-Where ``os.wait4`` is missing (Windows), the helper starts each command with
+Where that rusage is missing (`flags2.portable.CAN_WAIT4`, Windows), the helper
+starts each command with
 `subprocess.Popen` and samples it through psutil (installed there with
 flags2): its peak working set and CPU time. Without psutil the CPU time is
 still known where ``os.times`` counts waited-for children (POSIX), and the
@@ -50,41 +51,9 @@ _GRACE = 2.0  # seconds a child gets to stop after Ctrl-C before SIGKILL
 # Windows has no SIGKILL; os.kill ends a process there whatever the signal.
 _KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
 
-# Kept to the standard library's cheapest modules: whatever the helper imports
-# raises the floor under every measurement.
-_HELPER = """\
-import json, os, signal, sys, time
-# Children get SIGINT as the bench got it: default, unless it was ignored.
-inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
-sigdef = [] if inherited == signal.SIG_IGN else [signal.SIGINT]
-# SIGTERM is what the bench's death sends (Spawner): the command goes too.
-signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
-for line in sys.stdin:
-    job = json.loads(line)
-    write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, job["stdout"], write, 0o600),
-        (os.POSIX_SPAWN_OPEN, 2, job["stderr"], write, 0o600),
-    ]
-    t0 = time.perf_counter()
-    try:
-        pid = os.posix_spawnp(job["argv"][0], job["argv"], job["env"],
-                              file_actions=actions, setsigdef=sigdef)
-    except OSError as exc:
-        print(json.dumps({"error": str(exc)}), flush=True)
-        continue
-    print(json.dumps({"pid": pid}), flush=True)
-    _, status, usage = os.wait4(pid, 0)
-    wall = time.perf_counter() - t0
-    print(json.dumps({"status": os.waitstatus_to_exitcode(status),
-                      "wall": wall, "maxrss": usage.ru_maxrss,
-                      "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
-"""
 
-
-# The same protocol through subprocess and psutil, for where os.wait4 is
-# missing. Not -S: psutil lives in site-packages.
+# The protocol of portable.MEASURING_HELPER through subprocess and psutil, for
+# where a reaped child's rusage is missing. Not -S: psutil is in site-packages.
 _SAMPLING_HELPER = """\
 import json, os, signal, subprocess, sys, time
 try:
@@ -159,9 +128,11 @@ class Spawner:
 
     def __enter__(self) -> Spawner:
         helper = (
-            ["-S", "-c", _HELPER] if portable.CAN_WAIT4 else ["-c", _SAMPLING_HELPER]
+            ["-S", "-c", portable.MEASURING_HELPER]
+            if portable.CAN_WAIT4
+            else ["-c", _SAMPLING_HELPER]
         )
-        # A group of its own, which the commands join (posix_spawn keeps it),
+        # A group of its own, which the commands join (the helper's spawn keeps it),
         # so the helper's SIGTERM handler can end them all in one call; the
         # terminal's Ctrl-C then reaches the bench alone, which passes it on.
         self._proc = subprocess.Popen(

@@ -11,7 +11,7 @@ How each run is measured:
 * ``elapsed`` is the download's own time (what ``flags2 download`` prints),
   ``wall`` the whole child process, interpreter start-up and imports included;
 * the client's CPU (user + system) and peak memory come from the child's own
-  ``os.wait4`` rusage, taken by the small helper of :mod:`flags2.bench.measure`
+  rusage as it is reaped, taken by the small helper of :mod:`flags2.bench.measure`
   (from the bench itself they would include the bench's own);
 * the server's CPU is the rise of its ``/_stats`` ``cpu_seconds`` from just
   before the child starts to just after it ends, so the server's own start-up
