@@ -52,7 +52,7 @@ def _run_deadlock(where: str, tmp_path: Path, *extra: str) -> str:
 def test_a_deadlock_fails_the_parallel_run_naming_the_test(
     where: str, tmp_path: Path
 ) -> None:
-    # Under pyproject's two xdist workers the stuck worker ends and is
+    # Under pyproject's xdist workers the stuck worker ends and is
     # replaced; its stacks stay in the worker, the test is named as failed.
     output = _run_deadlock(where, tmp_path)
     assert f"crashed while running 'test_deadlock.py::test_{where}'" in output
