@@ -325,7 +325,11 @@ def test_ctrl_c_on_a_terminal_leaves_one_clean_bar_line(
     assert "Traceback" not in text
     bar, _, after = text.partition("^C")
     last_frame = re.split(r"[\r\n]", bar)[-1]
-    assert last_frame.startswith("0/676, OK=0 404=0 errors=0 |"), text
+    # AD's 404 is drawn before the ^C when the bar's refresh interval has passed
+    # since the first frame (a loaded machine starts slowly), else at the close.
+    assert re.match(r"(0/676, OK=0 404=0|1/676, OK=0 404=1) errors=0 \|", last_frame), (
+        text
+    )
     assert len(last_frame) + len("^C") < cols  # the echo does not wrap
     # One redraw of that same line (\r first), then the report on the next one.
     redraw, newline, report = after.partition("\n")
