@@ -6,6 +6,7 @@ needs is imported when it runs, so ``flags2 download`` never pays for it::
     $ flags2 bench --seed 7 --plot timeline.png     # the demo
     $ flags2 bench -e -m 1000 --modes threadpool,asyncio --min-delay 0.5 --max-delay 5
     $ flags2 bench --url http://127.0.0.1:8088/flags -a --modes asyncio,curl,aria2c
+    $ flags2 bench --url https://localhost:8443/flags --http 1.1,2
 """
 
 from __future__ import annotations
@@ -138,6 +139,16 @@ UrlOpt = Annotated[
         show_default=False,
     ),
 ]
+HttpOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--http",
+        metavar="LIST",
+        help="HTTP versions side by side, a row each: 1.1 (download --http1.1)"
+        " and 2 (offered by ALPN; an https --url only). Default: the download's.",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[
     Path | None,
     typer.Option("--json", metavar="PATH", help="Write every result as JSON."),
@@ -193,6 +204,7 @@ def bench(
     retries: RetriesOpt = 0,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     url: UrlOpt = None,
+    http: HttpOpt = None,
     json: JsonOpt = None,
     plot: PlotOpt = None,
 ) -> None:
@@ -228,7 +240,8 @@ def bench(
             error_rate=error_rate,
             faults=parse_faults(faults),
         )
-        demo = not (cc or all_cc or every or limit or modes or max_req)
+        versions = matrix.parse_http(http, url=url) if http is not None else None
+        demo = not (cc or all_cc or every or limit or modes or max_req or versions)
         kinds = ["url"] if url else matrix.parse_servers(server_kinds or "delay")
         if demo:
             cells = matrix.demo_cells(kinds)
@@ -239,7 +252,10 @@ def bench(
                 kinds,
                 matrix.parse_max_req(max_req) if max_req else None,
                 matrix.code_sets(cc or [], all_cc, every, limit),
+                versions,
             )
+        if not cells:  # aria2c alone at --http 2
+            raise ValueError("--http 2: aria2c speaks HTTP/1.1 only, no row is left")
     except ValueError as exc:
         _usage_error(str(exc))
     absent = session.missing_peers([cell.mode for cell in cells])

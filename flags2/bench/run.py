@@ -43,7 +43,7 @@ from flags2.bench.model import BenchSettings, Cell, CodeSet, Run
 from flags2.runner import EXIT_ERRORS, EXIT_OK
 from flags2.servers.options import describe_faults
 
-__all__ = ["ideal_of", "run_once", "server_cpu", "startup_cpu"]
+__all__ = ["child_env", "ideal_of", "run_once", "server_cpu", "startup_cpu"]
 
 _STATS_TIMEOUT = 5.0
 
@@ -94,7 +94,8 @@ def _server(cell: Cell, settings: BenchSettings) -> Iterator[str]:
         yield running.urls[cell.server]
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """The environment of a child: this very flags2 first on its path."""
     # The child must import this very flags2 (even from an uninstalled checkout).
     root = str(Path(flags2.__file__).resolve().parent.parent)
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
@@ -105,6 +106,8 @@ def _download_command(
     cell: Cell, settings: BenchSettings, base_url: str, dest: Path, record: Path
 ) -> list[str]:
     mode, options = base_mode(cell.mode)
+    if cell.http == "1.1":
+        options = [*options, "--http1.1"]
     return [
         sys.executable, "-P", "-m", "flags2", "download", *cell.codes.args,
         "--mode", mode, *options, "-m", str(cell.max_req), "-s", base_url, "--no-serve",
@@ -133,7 +136,7 @@ def run_once(cell: Cell, settings: BenchSettings, work: Path, spawner: Spawner) 
             else:
                 command = _download_command(cell, settings, base_url, dest, record_path)
             before = _read_stats(base_url)
-            measured = spawner.run(command, env=_child_env(), stdout=out, stderr=err)
+            measured = spawner.run(command, env=child_env(), stdout=out, stderr=err)
             after = _read_stats(base_url)
         status, wall = measured.status, measured.wall
         stdout = out.read_text(errors="replace")
@@ -168,7 +171,8 @@ def startup_cpu(
     """The client CPU of `cell`'s program that is not per request: its floor.
 
     The same program asks for one flag from a port that refuses at once
-    (bound, never listening), so what it spends is start-up, imports and exit.
+    (bound, never listening), so what it spends is start-up, imports and exit;
+    over https when the bench's URL is, so that its TLS set-up is left out too.
     """
     floor = dataclasses.replace(cell, codes=_FLOOR_CODES, max_req=1, concurrency=1)
     once = dataclasses.replace(settings, retries=0)
@@ -177,7 +181,9 @@ def startup_cpu(
         tempfile.TemporaryDirectory(dir=work) as scratch,
     ):
         refusing.bind(("127.0.0.1", 0))
-        base_url = f"http://127.0.0.1:{refusing.getsockname()[1]}/flags"
+        https = (settings.url or "").lower().startswith("https:")
+        scheme = "https" if https else "http"
+        base_url = f"{scheme}://127.0.0.1:{refusing.getsockname()[1]}/flags"
         folder = Path(scratch)
         dest = folder / "dest"
         dest.mkdir()
@@ -187,7 +193,7 @@ def startup_cpu(
             command = _download_command(floor, once, base_url, dest, folder / "r.json")
         try:
             measured = spawner.run(
-                command, env=_child_env(), stdout=folder / "out", stderr=folder / "err"
+                command, env=child_env(), stdout=folder / "out", stderr=folder / "err"
             )
         except OSError:  # the program is gone: no floor, the raw figure stands
             return None
