@@ -77,7 +77,8 @@ ServersOpt = Annotated[
     typer.Option(
         "--servers",
         metavar="LIST",
-        help="Comma list of bundled servers: local, delay, error (default delay).",
+        help="Comma list of bundled servers: local, delay, error (default delay);"
+        " tls: DELAY over TLS, HTTP/2 and 1.1 (flags2[tls]).",
         show_default=False,
     ),
 ]
@@ -145,7 +146,8 @@ HttpOpt = Annotated[
         "--http",
         metavar="LIST",
         help="HTTP versions side by side, a row each: 1.1 (download --http1.1)"
-        " and 2 (offered by ALPN; an https --url only). Default: the download's.",
+        " and 2 (offered by ALPN: an https --url or --servers tls)."
+        " Default: the download's.",
         show_default=False,
     ),
 ]
@@ -219,6 +221,8 @@ def bench(
     from flags2.bench.model import BenchSettings
     from flags2.servers.options import ServerOptions, parse_faults
     from flags2.servers.plan import new_seed
+    from flags2.servers.tls import KIND as TLS
+    from flags2.servers.tls import available as tls_available
 
     if repeat < 1:
         _usage_error(f"--repeat must be >= 1, not {repeat}")
@@ -240,9 +244,10 @@ def bench(
             error_rate=error_rate,
             faults=parse_faults(faults),
         )
-        versions = matrix.parse_http(http, url=url) if http is not None else None
-        demo = not (cc or all_cc or every or limit or modes or max_req or versions)
         kinds = ["url"] if url else matrix.parse_servers(server_kinds or "delay")
+        https = url.lower().startswith("https:") if url else kinds == [TLS]
+        versions = None if http is None else matrix.parse_http(http, https=https)
+        demo = not (cc or all_cc or every or limit or modes or max_req or versions)
         if demo:
             cells = matrix.demo_cells(kinds)
         else:
@@ -258,6 +263,8 @@ def bench(
             raise ValueError("--http 2: aria2c speaks HTTP/1.1 only, no row is left")
     except ValueError as exc:
         _usage_error(str(exc))
+    if TLS in kinds and (missing := tls_available()) is not None:
+        _fail(f"--servers tls: {missing}")
     absent = session.missing_peers([cell.mode for cell in cells])
     if absent:
         _fail(f"--modes {absent[0]}: {absent[0]} is not installed (not on PATH)")

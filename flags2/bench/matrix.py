@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from flags2.bench.model import ARIA2C, PEERS, Cell, CodeSet
 from flags2.codes import POP20_CC, expand_cc_args
 from flags2.runner import MODES, effective_concurrency, load_mode
+from flags2.servers import tls
 from flags2.servers.options import SERVER_KINDS
 from flags2.settings import MAP_MODES
 
 __all__ = [
+    "BENCH_SERVERS",
     "DEFAULT_MODES",
     "HTTP_VERSIONS",
     "MAP_SUFFIX",
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 DEFAULT_MODES = ",".join(MODES)
+BENCH_SERVERS = (*SERVER_KINDS, tls.KIND)
+"""``--servers``: the bundled kinds, and DELAY over TLS (``flags2[tls]``)."""
 MAP_SUFFIX = "+map"
 """``--modes threadpool+map``: that mode run with ``download --map``."""
 _MAP_VARIANTS = [mode + MAP_SUFFIX for mode in MAP_MODES]
@@ -85,8 +89,9 @@ HTTP_VERSIONS = ("1.1", "2")
 """``--http``: HTTP/1.1 only (``download --http1.1``), or HTTP/2 offered."""
 
 
-def parse_http(text: str, *, url: str | None) -> list[str]:
-    """``--http``: a comma list of 1.1 and 2; 2 only for an https ``--url``.
+def parse_http(text: str, *, https: bool) -> list[str]:
+    """``--http``: a comma list of 1.1 and 2; 2 only where every server is https
+    (an https ``--url``, or ``--servers tls``).
 
     flags2 offers HTTP/2 by ALPN in the TLS handshake, as curl does, and never
     in the clear (h2c): over plain http a "2" row would be HTTP/1.1 again,
@@ -100,24 +105,24 @@ def parse_http(text: str, *, url: str | None) -> list[str]:
             raise ValueError(
                 f"--http: unknown version {version!r} (choose from 1.1, 2)"
             )
-    if "2" in versions and not (url or "").lower().startswith("https:"):
+    if "2" in versions and not https:
         raise ValueError(
-            "--http 2 needs an https --url: HTTP/2 is offered in the TLS"
-            " handshake (ALPN), never over plain http"
+            "--http 2 needs an https --url or --servers tls: HTTP/2 is offered"
+            " in the TLS handshake (ALPN), never over plain http"
         )
     return list(dict.fromkeys(versions))
 
 
 def parse_servers(text: str) -> list[str]:
-    """``--servers``: a comma list of local, delay, error."""
+    """``--servers``: a comma list of local, delay, error, tls."""
     kinds = [k.lower() for k in _split(text)]
     if not kinds:
         raise ValueError("--servers: no server given")
     for kind in kinds:
-        if kind not in SERVER_KINDS:
+        if kind not in BENCH_SERVERS:
             raise ValueError(
                 f"--servers: unknown server {kind!r}"
-                f" (choose from {', '.join(SERVER_KINDS)})"
+                f" (choose from {', '.join(BENCH_SERVERS)})"
             )
     return list(dict.fromkeys(kinds))
 

@@ -183,7 +183,8 @@ class Row:
     """This row's wall time over each peer's (curl, aria2c) on the same codes."""
     startup_cpus: list[float] = field(default_factory=list)
     """Client CPU its program spends whatever it fetches (start-up, exit): one
-    figure per repeat, measured between the runs so that noise hits both."""
+    figure per repeat (at least three), measured between the runs so that
+    noise hits both alike."""
 
     @property
     def startup_cpu(self) -> float | None:

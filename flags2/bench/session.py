@@ -28,6 +28,7 @@ from flags2.servers.launch import LaunchError
 __all__ = ["compare", "missing_peers", "run_bench"]
 
 _SETTLE = 0.3  # seconds between runs against an external server
+_MIN_STARTUPS = 3
 
 
 def compare(rows: Sequence[Row]) -> None:
@@ -90,6 +91,10 @@ def _run_all(rows: list[Row], settings: BenchSettings, bar: Any) -> None:
         _measure_startups(
             [Row(row.cell) for row in rows], settings, Path(work), spawner
         )
+        # At least three figures, so that their spread says how far to trust
+        # a difference as small as 20 requests make.
+        for _ in range(_MIN_STARTUPS - settings.repeat):
+            _measure_startups(rows, settings, Path(work), spawner)
         for _ in range(settings.repeat):
             _measure_startups(rows, settings, Path(work), spawner)
             for row in rows:

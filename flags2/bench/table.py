@@ -18,6 +18,7 @@ from flags2.bench.floor import ApiFloor
 from flags2.bench.ideal import makespan
 from flags2.bench.matrix import PEER_MAX_PARALLEL
 from flags2.bench.model import ARIA2C, CPU_BOUND_SHARE, PEERS, BenchSettings, Cell, Row
+from flags2.servers import tls
 from flags2.servers.options import describe_faults
 from flags2.urls import redact
 
@@ -41,6 +42,8 @@ _RIGHT = {"-m", "conns", "elapsed", "wall", "start-up", "speed-up", "ideal", "ef
 
 
 def server_label(cell: Cell) -> str:
+    if cell.server == tls.KIND:
+        return tls.LABEL
     return "URL" if cell.server == "url" else cell.server.upper()
 
 

@@ -328,6 +328,7 @@ def test_the_httpx2_floor_is_measured_in_the_same_bench(
         (["--http", "3"], "--http: unknown version '3' (choose from 1.1, 2)"),
         (["--http", ","], "--http: no version given"),
         (["--http", "2"], "--http 2 needs an https --url"),
+        (["--http", "2", "--servers", "tls,delay"], "--http 2 needs an https"),
         (["--http", "1.1,2", "--url", "http://h/flags"], "--http 2 needs an https"),
         (
             ["--http", "2", "--url", "https://h/flags", "--modes", "aria2c"],
@@ -394,3 +395,36 @@ def test_processpool_and_map_rows_show_the_whole_trees_memory(tmp_path: Path) ->
     taken = [f["consumed"] for f in flags]
     assert taken == sorted(taken)
     assert all(f["consumed"] >= f["finished"] for f in flags)
+
+
+def test_the_bundled_tls_server_benches_both_protocols_offline(tmp_path: Path) -> None:
+    record = tmp_path / "bench.json"
+    result = invoke(
+        *CODES, "--servers", "tls", "--http", "1.1,2", "--modes", "asyncio",
+        "-m", "4", "--seed", "3", *TINY, "--json", str(record),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[:5] for line in lines[2:4]] == [
+        ["asyncio", "DELAY-TLS", "1.1", "4", "4"],
+        ["asyncio", "DELAY-TLS", "2", "4", "1"],
+    ]
+    for row in json.loads(record.read_text())["rows"]:
+        assert row["http_versions"] == [f"HTTP/{row['http']}"]
+        assert row["counts"]["OK"] == 4 and row["counts"]["NOT_FOUND"] == 1
+        # DELAY's plan gives the ideal; the server counts what it saw at once.
+        assert 0 < row["efficiency"] <= 1.05 and row["peak_in_flight"] >= 1
+        assert row["runs"][0]["cpu"]["server"] > 0
+
+
+def test_tls_server_without_its_extra_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flags2.servers.tls as tls
+
+    monkeypatch.setattr(tls, "available", lambda: "needs X: pip install 'flags2[tls]'")
+    result = invoke("--servers", "tls")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "flags2 bench: --servers tls: needs X: pip install 'flags2[tls]'"
+    ]

@@ -100,9 +100,10 @@ def test_http_versions_make_a_row_each_and_aria2c_only_a_1_1_row() -> None:
     [("1.1,2", ["1.1", "2"]), ("HTTP/2, http/1.1", ["2", "1.1"]), ("2,2", ["2"])],
 )
 def test_http_list_is_parsed_in_order(text: str, versions: list[str]) -> None:
-    assert matrix.parse_http(text, url="https://localhost:8443/flags") == versions
+    assert matrix.parse_http(text, https=True) == versions
 
 
 def test_http_1_1_alone_fits_a_plain_http_server() -> None:
-    assert matrix.parse_http("1.1", url=None) == ["1.1"]
-    assert matrix.parse_http("1.1", url="http://127.0.0.1:8088/flags") == ["1.1"]
+    assert matrix.parse_http("1.1", https=False) == ["1.1"]
+    with pytest.raises(ValueError, match="--http 2 needs an https --url or --servers"):
+        matrix.parse_http("1.1,2", https=False)
