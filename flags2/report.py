@@ -77,6 +77,9 @@ def run_record(tracker: Tracker, mode: str) -> dict[str, Any]:
         "server": settings.site,
         "base_url": redact(settings.base_url),
         "concurrency": settings.concurrency,
+        # What protocol_line says: the connections answers came on, or None
+        # where the transport does not tell (the lean plain-http one).
+        "connections": len(tracker.connections) or None,
         "elapsed": round(tracker.elapsed, 6),
         "counts": {status.name: tracker.counter[status] for status in DownloadStatus},
         "flags": [

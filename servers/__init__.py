@@ -16,7 +16,8 @@ Modules: `options` (settings), `plan` (the seeded plan), `stats` (``/_stats``),
 connection under it), `head` (bounds on a request's head and body), `limits`
 (descriptors, connections, head deadline),
 `server` (binding and lifetime), `cli` (command line), `launch` (child process),
-`lease` (a bundled server shared by runs), `slow` (the book's script).
+`lease` (a bundled server shared by runs), `slow` (the book's script), `tls`
+(DELAY over TLS and HTTP/2 on hypercorn, for the bench: ``flags2[tls]``).
 """
 
 from .options import FAULT_KINDS, SERVER_KINDS, ServerOptions, parse_faults

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from flags2.report import final_report, initial_report
+from flags2.report import final_report, initial_report, run_record
 from flags2.settings import Settings
 from flags2.status import DownloadStatus, FlagResult
 from flags2.tracker import Tracker
@@ -63,3 +63,21 @@ def test_final_report_omits_empty_lines_and_plurals(
         "-" * 20,
         "  1 flag downloaded.",
     ]
+
+
+def test_run_record_counts_the_connections_answers_came_on(dest: Path) -> None:
+    first, second = object(), object()  # stand-ins for httpcore's streams
+    tracker = Tracker(["BR", "CN", "DE"], Settings(base_url="https://h", dest=dest))
+    with tracker.running():
+        for cc, streams in [("BR", (first,)), ("CN", (first,)), ("DE", (second,))]:
+            tracker.record(FlagResult(cc, DownloadStatus.OK, connections=streams))
+    assert run_record(tracker, "asyncio")["connections"] == 2
+
+
+def test_run_record_has_no_connections_where_the_transport_does_not_tell(
+    dest: Path,
+) -> None:
+    tracker = Tracker(["BR"], Settings(base_url="http://h", dest=dest))
+    with tracker.running():
+        tracker.record(FlagResult("BR", DownloadStatus.OK))
+    assert run_record(tracker, "asyncio")["connections"] is None

@@ -20,7 +20,8 @@ One module per job:
 * :mod:`~flags2.bench.session`: every run in turn, then the outputs;
 * :mod:`~flags2.bench.table` and :mod:`~flags2.bench.record`: table and ``--json``;
 * :mod:`~flags2.bench.ideal`, :mod:`~flags2.bench.measure`,
-  :mod:`~flags2.bench.plot`: the ideal time, measuring a child, the timeline.
+  :mod:`~flags2.bench.plot`: the ideal time, measuring a child, the timeline;
+* :mod:`~flags2.bench.floor`: httpx2's own CPU per request, the reference.
 
 Importing this package imports nothing else: ``flags2 download`` does not pay
 for the bench.

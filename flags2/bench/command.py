@@ -6,6 +6,7 @@ needs is imported when it runs, so ``flags2 download`` never pays for it::
     $ flags2 bench --seed 7 --plot timeline.png     # the demo
     $ flags2 bench -e -m 1000 --modes threadpool,asyncio --min-delay 0.5 --max-delay 5
     $ flags2 bench --url http://127.0.0.1:8088/flags -a --modes asyncio,curl,aria2c
+    $ flags2 bench --url https://localhost:8443/flags --http 1.1,2
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ ServersOpt = Annotated[
     typer.Option(
         "--servers",
         metavar="LIST",
-        help="Comma list of bundled servers: local, delay, error (default delay).",
+        help="Comma list of bundled servers: local, delay, error (default delay);"
+        " tls: DELAY over TLS, HTTP/2 and 1.1 (flags2[tls]).",
         show_default=False,
     ),
 ]
@@ -138,6 +140,17 @@ UrlOpt = Annotated[
         show_default=False,
     ),
 ]
+HttpOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--http",
+        metavar="LIST",
+        help="HTTP versions side by side, a row each: 1.1 (download --http1.1)"
+        " and 2 (offered by ALPN: an https --url or --servers tls)."
+        " Default: the download's.",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[
     Path | None,
     typer.Option("--json", metavar="PATH", help="Write every result as JSON."),
@@ -193,6 +206,7 @@ def bench(
     retries: RetriesOpt = 0,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     url: UrlOpt = None,
+    http: HttpOpt = None,
     json: JsonOpt = None,
     plot: PlotOpt = None,
 ) -> None:
@@ -207,6 +221,8 @@ def bench(
     from flags2.bench.model import BenchSettings
     from flags2.servers.options import ServerOptions, parse_faults
     from flags2.servers.plan import new_seed
+    from flags2.servers.tls import KIND as TLS
+    from flags2.servers.tls import available as tls_available
 
     if repeat < 1:
         _usage_error(f"--repeat must be >= 1, not {repeat}")
@@ -228,8 +244,10 @@ def bench(
             error_rate=error_rate,
             faults=parse_faults(faults),
         )
-        demo = not (cc or all_cc or every or limit or modes or max_req)
         kinds = ["url"] if url else matrix.parse_servers(server_kinds or "delay")
+        https = url.lower().startswith("https:") if url else kinds == [TLS]
+        versions = None if http is None else matrix.parse_http(http, https=https)
+        demo = not (cc or all_cc or every or limit or modes or max_req or versions)
         if demo:
             cells = matrix.demo_cells(kinds)
         else:
@@ -239,9 +257,14 @@ def bench(
                 kinds,
                 matrix.parse_max_req(max_req) if max_req else None,
                 matrix.code_sets(cc or [], all_cc, every, limit),
+                versions,
             )
+        if not cells:  # aria2c alone at --http 2
+            raise ValueError("--http 2: aria2c speaks HTTP/1.1 only, no row is left")
     except ValueError as exc:
         _usage_error(str(exc))
+    if TLS in kinds and (missing := tls_available()) is not None:
+        _fail(f"--servers tls: {missing}")
     absent = session.missing_peers([cell.mode for cell in cells])
     if absent:
         _fail(f"--modes {absent[0]}: {absent[0]} is not installed (not on PATH)")

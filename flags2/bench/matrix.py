@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flags2.bench.model import PEERS, Cell, CodeSet
+from flags2.bench.model import ARIA2C, PEERS, Cell, CodeSet
 from flags2.codes import POP20_CC, expand_cc_args
 from flags2.runner import MODES, effective_concurrency, load_mode
+from flags2.servers import tls
 from flags2.servers.options import SERVER_KINDS
 from flags2.settings import MAP_MODES
 
 __all__ = [
+    "BENCH_SERVERS",
     "DEFAULT_MODES",
+    "HTTP_VERSIONS",
     "MAP_SUFFIX",
     "PEER_MAX_PARALLEL",
     "base_mode",
@@ -27,12 +30,15 @@ __all__ = [
     "demo_cells",
     "make_cell",
     "matrix",
+    "parse_http",
     "parse_max_req",
     "parse_modes",
     "parse_servers",
 ]
 
 DEFAULT_MODES = ",".join(MODES)
+BENCH_SERVERS = (*SERVER_KINDS, tls.KIND)
+"""``--servers``: the bundled kinds, and DELAY over TLS (``flags2[tls]``)."""
 MAP_SUFFIX = "+map"
 """``--modes threadpool+map``: that mode run with ``download --map``."""
 _MAP_VARIANTS = [mode + MAP_SUFFIX for mode in MAP_MODES]
@@ -79,16 +85,44 @@ def parse_modes(text: str, *, url: str | None) -> list[str]:
     return list(dict.fromkeys(modes))
 
 
+HTTP_VERSIONS = ("1.1", "2")
+"""``--http``: HTTP/1.1 only (``download --http1.1``), or HTTP/2 offered."""
+
+
+def parse_http(text: str, *, https: bool) -> list[str]:
+    """``--http``: a comma list of 1.1 and 2; 2 only where every server is https
+    (an https ``--url``, or ``--servers tls``).
+
+    flags2 offers HTTP/2 by ALPN in the TLS handshake, as curl does, and never
+    in the clear (h2c): over plain http a "2" row would be HTTP/1.1 again,
+    under a false name, so it is refused instead of run.
+    """
+    versions = [v.lower().removeprefix("http/") for v in _split(text)]
+    if not versions:
+        raise ValueError("--http: no version given")
+    for version in versions:
+        if version not in HTTP_VERSIONS:
+            raise ValueError(
+                f"--http: unknown version {version!r} (choose from 1.1, 2)"
+            )
+    if "2" in versions and not https:
+        raise ValueError(
+            "--http 2 needs an https --url or --servers tls: HTTP/2 is offered"
+            " in the TLS handshake (ALPN), never over plain http"
+        )
+    return list(dict.fromkeys(versions))
+
+
 def parse_servers(text: str) -> list[str]:
-    """``--servers``: a comma list of local, delay, error."""
+    """``--servers``: a comma list of local, delay, error, tls."""
     kinds = [k.lower() for k in _split(text)]
     if not kinds:
         raise ValueError("--servers: no server given")
     for kind in kinds:
-        if kind not in SERVER_KINDS:
+        if kind not in BENCH_SERVERS:
             raise ValueError(
                 f"--servers: unknown server {kind!r}"
-                f" (choose from {', '.join(SERVER_KINDS)})"
+                f" (choose from {', '.join(BENCH_SERVERS)})"
             )
     return list(dict.fromkeys(kinds))
 
@@ -136,7 +170,13 @@ def code_sets(
     ]
 
 
-def make_cell(mode: str, server: str, max_req: int | None, codes: CodeSet) -> Cell:
+def make_cell(
+    mode: str,
+    server: str,
+    max_req: int | None,
+    codes: CodeSet,
+    http: str | None = None,
+) -> Cell:
     """One cell, its -m defaulted and capped as the mode itself would."""
     if mode in PEERS:
         requested = max_req or _PEER_DEFAULT_M
@@ -148,7 +188,7 @@ def make_cell(mode: str, server: str, max_req: int | None, codes: CodeSet) -> Ce
         if most == 1:
             requested = 1  # sequential: every -m is the same run
     concurrency = effective_concurrency(requested, most, len(codes.codes))
-    return Cell(mode, server, requested, codes, concurrency)
+    return Cell(mode, server, requested, codes, concurrency, http)
 
 
 def matrix(
@@ -156,20 +196,27 @@ def matrix(
     servers: Sequence[str],
     max_reqs: Sequence[int] | None,
     sets: Sequence[CodeSet],
+    http: Sequence[str] | None = None,
 ) -> tuple[Cell, ...]:
     """Every combination, each mode at its default -m when `max_reqs` is None.
 
-    Cells that would be the same run (sequential at any -m) appear once.
+    Cells that would be the same run (sequential at any -m) appear once. With
+    `http` (``--http 1.1,2``), each cell is one row per version, side by side;
+    aria2c, which speaks HTTP/1.1 only, gets no HTTP/2 row.
     """
     levels: list[int | None] = [*max_reqs] if max_reqs else [None]
-    cells: dict[tuple[str, str, int, CodeSet], Cell] = {}
+    versions: list[str | None] = [*http] if http else [None]
+    cells: dict[tuple[str, str, int, CodeSet, str | None], Cell] = {}
     for server in servers:
         for codes in sets:
             for mode in modes:
                 for m in levels:
-                    cell = make_cell(mode, server, m, codes)
-                    key = (mode, server, cell.concurrency, codes)
-                    cells.setdefault(key, cell)
+                    for version in versions:
+                        if mode == ARIA2C and version == "2":
+                            continue
+                        cell = make_cell(mode, server, m, codes, version)
+                        key = (mode, server, cell.concurrency, codes, version)
+                        cells.setdefault(key, cell)
     return tuple(cells.values())
 
 

@@ -41,6 +41,7 @@ PEERS = (CURL, ARIA2C)
 # A cell whose client and server together kept this share of the machine's
 # cores busy was waiting for CPU, not for the network: its efficiency says so.
 CPU_BOUND_SHARE = 0.75
+_RESOLUTION = 0.0001  # s per request: the table's 0.1 ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,9 @@ class Cell:
     codes: CodeSet
     concurrency: int
     """The -m actually used: capped by the mode and by the number of codes."""
+    http: str | None = None
+    """``--http``: ``"1.1"`` (the download's ``--http1.1``), ``"2"``, or None
+    for the program's own default."""
 
     @property
     def is_peer(self) -> bool:
@@ -142,6 +146,19 @@ class Run:
         return own + float(pool["workers_peak_rss_mib"])
 
     @property
+    def connections(self) -> int | None:
+        """Connections the run's answers came on, where its program tells."""
+        value = self.record.get("connections")
+        return None if value is None else int(value)
+
+    @property
+    def http_versions(self) -> set[str]:
+        """The protocols the run's answers came over (``HTTP/2``...)."""
+        if "http_versions" in self.record:  # a peer's stand-in says so itself
+            return set(self.record["http_versions"])
+        return {f["http_version"] for f in self.record["flags"] if f["http_version"]}
+
+    @property
     def startup(self) -> float:
         """Seconds not spent downloading at the start: the interpreter, imports
         and exit (wall minus elapsed), plus a pool's wait for its last worker."""
@@ -164,8 +181,49 @@ class Row:
     speedup: float | None = None
     vs_peer: dict[str, float] = field(default_factory=dict)
     """This row's wall time over each peer's (curl, aria2c) on the same codes."""
-    startup_cpu: float | None = None
-    """Client CPU its program spends whatever it fetches (start-up, exit)."""
+    startup_cpus: list[float] = field(default_factory=list)
+    """Client CPU its program spends whatever it fetches (start-up, exit): one
+    figure per repeat (at least three), measured between the runs so that
+    noise hits both alike."""
+
+    @property
+    def startup_cpu(self) -> float | None:
+        """The median of `startup_cpus`: what `cpu_per_request` leaves out."""
+        return statistics.median(self.startup_cpus) if self.startup_cpus else None
+
+    @property
+    def startup_noise(self) -> float:
+        """How far the start-up's CPU strays from run to run (max - min)."""
+        if not self.startup_cpus:
+            return 0.0
+        return max(self.startup_cpus) - min(self.startup_cpus)
+
+    def client_cpu_below_noise(self) -> float | None:
+        """The client CPU per request that `cpu_per_request` cannot resolve.
+
+        None when the client's per-request CPU stands clear of the start-up's
+        run-to-run spread; otherwise the bound (seconds per request) below
+        which it lies, so a table says ``<0.8`` rather than a false ``0.0``.
+        """
+        client, floor = self.client_cpu, self.startup_cpu
+        if client is None or floor is None:
+            return None
+        n = len(self.cell.codes.codes)
+        if client - floor > self.startup_noise:
+            return None
+        # The true figure lies within the spread of what was left out.
+        return max(max(0.0, client - floor) + self.startup_noise, _RESOLUTION * n) / n
+
+    @property
+    def connections(self) -> int | None:
+        """Median connections a run used, when its program tells."""
+        known = [run.connections for run in self.runs if run.connections is not None]
+        return int(statistics.median_low(known)) if known else None
+
+    @property
+    def http_versions(self) -> list[str]:
+        """Every protocol the row's answers came over, sorted."""
+        return sorted(set().union(*(run.http_versions for run in self.runs)))
 
     @property
     def median_elapsed(self) -> float:

@@ -2,14 +2,18 @@
 
 Each peer gets what a flags2 run gets: a fresh folder, the cell's codes in
 the same order, the cell's concurrency (curl's ``--parallel-max``, aria2c's
-``-j``), no retries. Neither reports per-request times, so its record is a
-stand-in with counts and the wall time as its elapsed. For a curl cell,
+``-j``), no retries, the CA that ``SSL_CERT_FILE`` names (as flags2 trusts
+it), and for curl the cell's ``--http`` (``--http1.1`` or ``--http2``; aria2c
+speaks HTTP/1.1 only). Neither reports per-request times, so its record is a
+stand-in with counts and the wall time as its elapsed; curl's also has the
+protocols it used and its connections (its ``num_connects``). For a curl cell,
 ``command(cell, base_url, dest, scratch)`` starts with
 ``['curl', '--parallel', '--parallel-max', ...]``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -24,6 +28,14 @@ __all__ = ["command", "missing", "peer_record"]
 _ARIA2C_NOT_FOUND = "3"
 _ARIA2C_ERROR = re.compile(r"errorCode=(\d+) URI=(\S+)")
 _ARIA2C_OK = re.compile(r"^\w+\|OK\s*\|", re.MULTILINE)
+# One line per transfer: its status, its protocol, the connections it opened.
+_CURL_WRITE_OUT = "%{http_code} %{http_version} %{num_connects}\\n"
+_CURL_HTTP = {"1.1": "--http1.1", "2": "--http2"}
+
+
+def _ca_file() -> str | None:
+    """The CA file flags2's children trust through ``SSL_CERT_FILE``, if any."""
+    return os.environ.get("SSL_CERT_FILE") or None
 
 
 def missing(mode: str) -> bool:
@@ -36,8 +48,12 @@ def command(cell: Cell, base_url: str, dest: Path, scratch: Path) -> list[str]:
     if cell.mode == CURL:
         argv = [
             "curl", "--parallel", "--parallel-max", str(cell.concurrency), "-s",
-            "-w", "%{http_code}\\n",  # one status per transfer, to count like flags2
+            "-w", _CURL_WRITE_OUT,  # a line per transfer, to count like flags2
         ]  # fmt: skip
+        if cell.http is not None:
+            argv.append(_CURL_HTTP[cell.http])
+        if (ca := _ca_file()) is not None:
+            argv += ["--cacert", ca]
         for cc in cell.codes.codes:
             argv += ["-o", str(dest / f"{cc}.gif"), flag_url(base_url, cc)]
         return argv
@@ -49,8 +65,10 @@ def command(cell: Cell, base_url: str, dest: Path, scratch: Path) -> list[str]:
             ),
             encoding="utf-8",
         )
+        ca = _ca_file()
         return [
             "aria2c", "-i", str(listing), "-d", str(dest),
+            *([f"--ca-certificate={ca}"] if ca is not None else []),
             "-j", str(cell.concurrency), "--max-tries=1",  # as flags2 --retries 0
             "--allow-overwrite=true", "--auto-file-renaming=false",
             "--file-allocation=none", "--summary-interval=0",
@@ -63,7 +81,7 @@ def command(cell: Cell, base_url: str, dest: Path, scratch: Path) -> list[str]:
 def _statuses(cell: Cell, stdout: str) -> tuple[int, int]:
     """(OK, not found) as the peer's own output tells."""
     if cell.mode == CURL:
-        codes = stdout.split()
+        codes = [line.split()[0] for line in stdout.splitlines() if line.split()]
         return codes.count("200"), codes.count("404")
     failed = dict((uri, code) for code, uri in _ARIA2C_ERROR.findall(stdout))
     not_found = sum(code == _ARIA2C_NOT_FOUND for code in failed.values())
@@ -82,8 +100,26 @@ def peer_record(cell: Cell, base_url: str, wall: float, stdout: str) -> dict[str
         "CANCELLED": 0,
         "SKIPPED": 0,
     }
-    return {
+    record: dict[str, Any] = {
         "mode": cell.mode, "server": "CUSTOM", "base_url": redact(base_url),
         "concurrency": cell.concurrency, "elapsed": round(wall, 6),
         "counts": counts, "flags": [],
     }  # fmt: skip
+    if cell.mode == CURL:
+        record.update(_curl_protocols(stdout))
+    elif ok or not_found:  # aria2c has no HTTP/2: what answered was HTTP/1.1
+        record["http_versions"] = ["HTTP/1.1"]
+    return record
+
+
+def _curl_protocols(stdout: str) -> dict[str, Any]:
+    """The protocols curl's answers came over, and the connections it opened."""
+    versions: set[str] = set()
+    connections = 0
+    for line in stdout.splitlines():
+        fields = line.split()
+        if len(fields) != 3 or fields[0] == "000":  # no answer: no protocol
+            continue
+        versions.add(f"HTTP/{fields[1]}")
+        connections += int(fields[2]) if fields[2].isdigit() else 0
+    return {"http_versions": sorted(versions), "connections": connections or None}

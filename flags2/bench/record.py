@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flags2 import __version__
+from flags2.bench.floor import ApiFloor
 from flags2.bench.model import PEERS, BenchSettings, Row, Run
 from flags2.bench.table import server_label
 from flags2.servers.options import describe_faults
@@ -21,8 +22,11 @@ from flags2.urls import redact
 __all__ = ["bench_record"]
 
 
-def bench_record(rows: Sequence[Row], settings: BenchSettings) -> dict[str, Any]:
-    """The ``--json`` object: seed, machine, settings and one object per row."""
+def bench_record(
+    rows: Sequence[Row], settings: BenchSettings, floor: ApiFloor | None = None
+) -> dict[str, Any]:
+    """The ``--json`` object: seed, machine, settings, httpx2's own CPU per
+    request (``httpx2_floor``, seconds) and one object per row."""
     opts = settings.server
     cores = os.cpu_count()
     return {
@@ -44,6 +48,7 @@ def bench_record(rows: Sequence[Row], settings: BenchSettings) -> dict[str, Any]
             "error_rate": opts.error_rate,
             "faults": describe_faults(opts.faults),
         },
+        "httpx2_floor": None if floor is None else floor.as_record(),
         "rows": [_row_record(row, cores or 1) for row in rows],
     }
 
@@ -65,6 +70,9 @@ def _row_record(row: Row, cores: int) -> dict[str, Any]:
         "server": server_label(cell),
         "max_req": cell.max_req,
         "concurrency": cell.concurrency,
+        "http": cell.http,
+        "http_versions": row.http_versions,
+        "connections": row.connections,
         "codes": cell.codes.label,
         "n_codes": len(cell.codes.codes),
         "counts": row.counts,
@@ -79,6 +87,10 @@ def _row_record(row: Row, cores: int) -> dict[str, Any]:
         "median_startup": _rounded(row.median_startup),
         "cpu_per_request": {"client": _rounded(client), "server": _rounded(server)},
         "client_startup_cpu": _rounded(row.startup_cpu),
+        "client_startup_cpus": [_rounded(cpu) for cpu in row.startup_cpus],
+        # Set when the client's CPU a request is below what the start-up's
+        # spread lets the bench resolve: the bound, in seconds a request.
+        "cpu_per_request_client_below": _rounded(row.client_cpu_below_noise()),
         "cpu_load": _rounded(row.cpu_load, 4),
         "cpu_bound": row.cpu_bound(cores),
         "planned_errors": row.ideal.errors if row.ideal else None,

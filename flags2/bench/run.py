@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import socket
+import ssl
 import sys
 import tempfile
 import urllib.request
@@ -41,9 +42,11 @@ from flags2.bench.matrix import base_mode
 from flags2.bench.measure import Spawner
 from flags2.bench.model import BenchSettings, Cell, CodeSet, Run
 from flags2.runner import EXIT_ERRORS, EXIT_OK
+from flags2.servers import tls
+from flags2.servers.launch import background
 from flags2.servers.options import describe_faults
 
-__all__ = ["ideal_of", "run_once", "server_cpu", "startup_cpu"]
+__all__ = ["child_env", "ideal_of", "run_once", "server_cpu", "startup_cpu"]
 
 _STATS_TIMEOUT = 5.0
 
@@ -53,9 +56,12 @@ def _stats_url(base_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/_stats"
 
 
-def _read_stats(base_url: str) -> dict[str, Any] | None:
+def _read_stats(base_url: str, ca_file: Path | None = None) -> dict[str, Any] | None:
+    # The TLS server's certificate is its own CA's: trust that one for this.
+    context = None if ca_file is None else ssl.create_default_context(cafile=ca_file)
+    url = _stats_url(base_url)
     try:
-        with urllib.request.urlopen(_stats_url(base_url), timeout=_STATS_TIMEOUT) as r:
+        with urllib.request.urlopen(url, timeout=_STATS_TIMEOUT, context=context) as r:
             data: dict[str, Any] = json.load(r)
             return data
     except (OSError, ValueError):  # not our server, or gone: no figures
@@ -76,25 +82,35 @@ def server_cpu(
 
 
 @contextlib.contextmanager
-def _server(cell: Cell, settings: BenchSettings) -> Iterator[str]:
-    """Yield the base URL to hit: a fresh bundled server, or ``--url``."""
+def _server(
+    cell: Cell, settings: BenchSettings, folder: Path
+) -> Iterator[tuple[str, Path | None]]:
+    """Yield the base URL to hit (a fresh bundled server, or ``--url``) and the
+    CA file that the TLS server's certificate needs trusted (None otherwise)."""
     if settings.url is not None:
-        yield settings.url
+        yield settings.url, None
         return
-    from flags2.servers.launch import background
-
     opts = settings.server
-    args = [
+    delays = [
         "--seed", str(settings.seed),
         "--min-delay", repr(opts.min_delay), "--max-delay", repr(opts.max_delay),
+    ]  # fmt: skip
+    if cell.server == tls.KIND:
+        ca_file = folder / "ca.pem"
+        with tls.background(delays, ca_file) as url:
+            yield url, ca_file
+        return
+    args = [
+        *delays,
         "--error-rate", repr(opts.error_rate), "--faults", describe_faults(opts.faults),
         "--stall", repr(opts.stall),
     ]  # fmt: skip
     with background([cell.server], args=args) as running:
-        yield running.urls[cell.server]
+        yield running.urls[cell.server], None
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """The environment of a child: this very flags2 first on its path."""
     # The child must import this very flags2 (even from an uninstalled checkout).
     root = str(Path(flags2.__file__).resolve().parent.parent)
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
@@ -105,6 +121,8 @@ def _download_command(
     cell: Cell, settings: BenchSettings, base_url: str, dest: Path, record: Path
 ) -> list[str]:
     mode, options = base_mode(cell.mode)
+    if cell.http == "1.1":
+        options = [*options, "--http1.1"]
     return [
         sys.executable, "-P", "-m", "flags2", "download", *cell.codes.args,
         "--mode", mode, *options, "-m", str(cell.max_req), "-s", base_url, "--no-serve",
@@ -127,14 +145,17 @@ def run_once(cell: Cell, settings: BenchSettings, work: Path, spawner: Spawner) 
         dest, record_path = folder / "dest", folder / "run.json"
         out, err = folder / "stdout", folder / "stderr"
         dest.mkdir()
-        with _server(cell, settings) as base_url:
+        with _server(cell, settings, folder) as (base_url, ca_file):
             if cell.is_peer:
                 command = peers.command(cell, base_url, dest, folder)
             else:
                 command = _download_command(cell, settings, base_url, dest, record_path)
-            before = _read_stats(base_url)
-            measured = spawner.run(command, env=_child_env(), stdout=out, stderr=err)
-            after = _read_stats(base_url)
+            env = child_env()
+            if ca_file is not None:
+                env["SSL_CERT_FILE"] = str(ca_file)
+            before = _read_stats(base_url, ca_file)
+            measured = spawner.run(command, env=env, stdout=out, stderr=err)
+            after = _read_stats(base_url, ca_file)
         status, wall = measured.status, measured.wall
         stdout = out.read_text(errors="replace")
         stderr = err.read_text(errors="replace").strip()
@@ -168,7 +189,8 @@ def startup_cpu(
     """The client CPU of `cell`'s program that is not per request: its floor.
 
     The same program asks for one flag from a port that refuses at once
-    (bound, never listening), so what it spends is start-up, imports and exit.
+    (bound, never listening), so what it spends is start-up, imports and exit;
+    over https when the bench's URL is, so that its TLS set-up is left out too.
     """
     floor = dataclasses.replace(cell, codes=_FLOOR_CODES, max_req=1, concurrency=1)
     once = dataclasses.replace(settings, retries=0)
@@ -177,7 +199,11 @@ def startup_cpu(
         tempfile.TemporaryDirectory(dir=work) as scratch,
     ):
         refusing.bind(("127.0.0.1", 0))
-        base_url = f"http://127.0.0.1:{refusing.getsockname()[1]}/flags"
+        https = cell.server == tls.KIND or (settings.url or "").lower().startswith(
+            "https:"
+        )
+        scheme = "https" if https else "http"
+        base_url = f"{scheme}://127.0.0.1:{refusing.getsockname()[1]}/flags"
         folder = Path(scratch)
         dest = folder / "dest"
         dest.mkdir()
@@ -187,7 +213,7 @@ def startup_cpu(
             command = _download_command(floor, once, base_url, dest, folder / "r.json")
         try:
             measured = spawner.run(
-                command, env=_child_env(), stdout=folder / "out", stderr=folder / "err"
+                command, env=child_env(), stdout=folder / "out", stderr=folder / "err"
             )
         except OSError:  # the program is gone: no floor, the raw figure stands
             return None
@@ -200,7 +226,7 @@ def ideal_of(cell: Cell, settings: BenchSettings) -> IdealRun | None:
         return None
     return ideal_run(
         cell.codes.codes,
-        kind=cell.server,
+        kind=tls.PLAN_KIND if cell.server == tls.KIND else cell.server,
         options=settings.server,
         seed=settings.seed,
         concurrency=cell.concurrency,

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from flags2.bench import peers
+from flags2.bench.floor import ApiFloor, measure_in_child
 from flags2.bench.measure import Spawner
 from flags2.bench.model import PEERS, BenchSettings, Row
 from flags2.bench.record import bench_record
-from flags2.bench.run import ideal_of, run_once, startup_cpu
+from flags2.bench.run import child_env, ideal_of, run_once, startup_cpu
 from flags2.bench.table import banner, describe, format_table
 from flags2.runner import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK
 from flags2.servers.launch import LaunchError
@@ -27,6 +28,7 @@ from flags2.servers.launch import LaunchError
 __all__ = ["compare", "missing_peers", "run_bench"]
 
 _SETTLE = 0.3  # seconds between runs against an external server
+_MIN_STARTUPS = 3
 
 
 def compare(rows: Sequence[Row]) -> None:
@@ -38,7 +40,10 @@ def compare(rows: Sequence[Row]) -> None:
         same = [
             r
             for r in rows
-            if r.runs and r.cell.server == cell.server and r.cell.codes == cell.codes
+            if r.runs
+            and r.cell.server == cell.server
+            and r.cell.codes == cell.codes
+            and r.cell.http == cell.http
         ]
         seq = [r for r in same if r.cell.mode == "sequential"]
         if seq:
@@ -59,19 +64,39 @@ def _progress(total: int) -> Any:
     return tqdm(total=total, unit="run", file=sys.stderr, leave=False)
 
 
+def _measure_startups(
+    rows: Sequence[Row], settings: BenchSettings, work: Path, spawner: Spawner
+) -> None:
+    """One start-up run per program and protocol, added to each of its rows.
+
+    Once per repeat, between the runs: a single figure taken first is that of
+    a cold machine (files not yet cached), above most runs themselves.
+    """
+    floors: dict[tuple[str, str | None], float | None] = {}
+    for row in rows:
+        key = (row.cell.mode, row.cell.http)
+        if key not in floors:
+            floors[key] = startup_cpu(row.cell, settings, work, spawner)
+        if (floor := floors[key]) is not None:
+            row.startup_cpus.append(floor)
+
+
 def _run_all(rows: list[Row], settings: BenchSettings, bar: Any) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="flags2-bench-") as work,
         Spawner() as spawner,
     ):
-        floors: dict[str, float | None] = {}
-        for row in rows:  # once per program: every mode starts alike
-            if row.cell.mode not in floors:
-                floors[row.cell.mode] = startup_cpu(
-                    row.cell, settings, Path(work), spawner
-                )
-            row.startup_cpu = floors[row.cell.mode]
+        # A first pass, thrown away, warms the caches (the first run of a
+        # program on a machine pays for reading its files and compiling).
+        _measure_startups(
+            [Row(row.cell) for row in rows], settings, Path(work), spawner
+        )
+        # At least three figures, so that their spread says how far to trust
+        # a difference as small as 20 requests make.
+        for _ in range(_MIN_STARTUPS - settings.repeat):
+            _measure_startups(rows, settings, Path(work), spawner)
         for _ in range(settings.repeat):
+            _measure_startups(rows, settings, Path(work), spawner)
             for row in rows:
                 if bar is not None:
                     bar.set_description_str(describe(row.cell), refresh=False)
@@ -97,8 +122,10 @@ def run_bench(settings: BenchSettings, *, out: TextIO | None = None) -> int:
     started = time.perf_counter()
     bar = _progress(len(rows) * settings.repeat)
     interrupted = False
+    floor: ApiFloor | None = None
     try:
         _run_all(rows, settings, bar)
+        floor = measure_in_child(child_env())
     except KeyboardInterrupt:
         interrupted = True
     except LaunchError as exc:  # a bundled server would not start: say why
@@ -110,7 +137,7 @@ def run_bench(settings: BenchSettings, *, out: TextIO | None = None) -> int:
     rows = [row for row in rows if row.runs]
     compare(rows)
     if rows:
-        for line in format_table(rows, settings):
+        for line in format_table(rows, settings, floor=floor):
             print(line, file=out)
     print(f"bench took {time.perf_counter() - started:.1f}s", file=out)
     _report_crashes(rows)
@@ -118,7 +145,7 @@ def run_bench(settings: BenchSettings, *, out: TextIO | None = None) -> int:
         print("flags2 bench: interrupted; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
     if settings.json_path is not None:
-        text = json.dumps(bench_record(rows, settings), indent=2) + "\n"
+        text = json.dumps(bench_record(rows, settings, floor), indent=2) + "\n"
         settings.json_path.write_text(text, encoding="utf-8")
     if settings.plot_path is not None:
         _plot(rows, settings.plot_path, out)

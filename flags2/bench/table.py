@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from flags2.bench.floor import ApiFloor
 from flags2.bench.ideal import makespan
 from flags2.bench.matrix import PEER_MAX_PARALLEL
-from flags2.bench.model import CPU_BOUND_SHARE, PEERS, BenchSettings, Cell, Row
+from flags2.bench.model import ARIA2C, CPU_BOUND_SHARE, PEERS, BenchSettings, Cell, Row
+from flags2.servers import tls
 from flags2.servers.options import describe_faults
 from flags2.urls import redact
 
@@ -25,25 +27,32 @@ __all__ = [
     "banner",
     "cpu_notes",
     "describe",
+    "floor_note",
     "format_table",
     "server_label",
+    "shows_protocols",
 ]
 
 SLOW_EFFICIENCY = 0.9
 """Below this efficiency a row's note says where its time went."""
 
-_RIGHT = {"-m", "elapsed", "wall", "start-up", "speed-up", "ideal", "eff", "peak",
-          "RSS MiB", "CPU ms/req", "faults",
+_RIGHT = {"-m", "conns", "elapsed", "wall", "start-up", "speed-up", "ideal", "eff",
+          "peak", "RSS MiB", "CPU ms/req", "faults",
           *(f"vs {peer}" for peer in PEERS)}  # fmt: skip
 
 
 def server_label(cell: Cell) -> str:
+    if cell.server == tls.KIND:
+        return tls.LABEL
     return "URL" if cell.server == "url" else cell.server.upper()
 
 
 def describe(cell: Cell) -> str:
-    """A cell in one phrase: ``asyncio DELAY -m 5 POP20``."""
-    return f"{cell.mode} {server_label(cell)} -m {cell.max_req} {cell.codes.label}"
+    """A cell in one phrase: ``asyncio DELAY -m 5 POP20``, ``curl URL HTTP/2 ...``."""
+    http = f" HTTP/{cell.http}" if cell.http is not None else ""
+    return (
+        f"{cell.mode} {server_label(cell)}{http} -m {cell.max_req} {cell.codes.label}"
+    )
 
 
 def banner(settings: BenchSettings, cells: Sequence[Cell]) -> str:
@@ -76,8 +85,27 @@ def _cpu(row: Row) -> str:
     client, server = row.cpu_per_request()
     if client is None:
         return "-"
-    text = f"{client * 1000:.1f}"
+    below = row.client_cpu_below_noise()
+    text = f"{client * 1000:.1f}" if below is None else f"<{below * 1000:.1f}"
     return text if server is None else f"{text}+{server * 1000:.1f}"
+
+
+def shows_protocols(rows: Sequence[Row]) -> bool:
+    """True when the table has its HTTP and conns columns: ``--http`` was
+    given, or some run told its connections (https)."""
+    return any(row.cell.http is not None or row.connections is not None for row in rows)
+
+
+def _protocol(row: Row) -> str:
+    """The protocols the answers came over (``2``, ``1.1``), else what was asked."""
+    seen = [version.removeprefix("HTTP/") for version in row.http_versions]
+    if seen:
+        return "+".join(seen)
+    return f"{row.cell.http}?" if row.cell.http is not None else "-"
+
+
+def _conns(row: Row) -> str:
+    return "-" if row.connections is None else str(row.connections)
 
 
 def _codes(cell: Cell) -> str:
@@ -86,12 +114,16 @@ def _codes(cell: Cell) -> str:
     return f"{short} ({len(cell.codes.codes)})"
 
 
-def _line(row: Row, peers: Sequence[str], show_faults: bool) -> list[str]:
+def _line(
+    row: Row, peers: Sequence[str], show_faults: bool, protocols: bool
+) -> list[str]:
     c, cell, eff, peak = row.counts, row.cell, row.efficiency, row.peak_in_flight
     line = [
         # A peer's -m is what it was given, capped as it caps itself.
         cell.mode, server_label(cell),
-        str(cell.concurrency if cell.is_peer else cell.max_req), _codes(cell),
+        *([_protocol(row)] if protocols else []),
+        str(cell.concurrency if cell.is_peer else cell.max_req),
+        *([_conns(row)] if protocols else []), _codes(cell),
         f"{c['OK']}/{c['NOT_FOUND']}/{c['ERROR']}"
         + (f"/{c['CANCELLED']}c" if c.get("CANCELLED") else "")
         + (" !" if row.unexpected else ""),
@@ -109,18 +141,25 @@ def _line(row: Row, peers: Sequence[str], show_faults: bool) -> list[str]:
 
 
 def format_table(
-    rows: Sequence[Row], settings: BenchSettings, *, cores: int | None = None
+    rows: Sequence[Row],
+    settings: BenchSettings,
+    *,
+    cores: int | None = None,
+    floor: ApiFloor | None = None,
 ) -> list[str]:
-    """The table's lines, with a key to its columns and the teaching notes."""
+    """The table's lines, with a key to its columns and the teaching notes;
+    `floor`, httpx2's own CPU per request, is one line among them."""
     show_faults = any(row.cell.server == "error" for row in rows)
+    protocols = shows_protocols(rows)
     peers = [p for p in PEERS if any(row.cell.mode == p for row in rows)]
-    header = ["mode", "server", "-m", "codes", "OK/404/err", "elapsed", "wall",
-              "start-up", "speed-up", "ideal", "eff", "peak", "RSS MiB",
+    header = ["mode", "server", *(["HTTP"] if protocols else []), "-m",
+              *(["conns"] if protocols else []), "codes", "OK/404/err", "elapsed",
+              "wall", "start-up", "speed-up", "ideal", "eff", "peak", "RSS MiB",
               "CPU ms/req"]  # fmt: skip
     if show_faults:
         header.append("faults")
     header += [f"vs {peer}" for peer in peers]
-    table = [header, *(_line(row, peers, show_faults) for row in rows)]
+    table = [header, *(_line(row, peers, show_faults, protocols) for row in rows)]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = [
         "  ".join(
@@ -129,7 +168,50 @@ def format_table(
         ).rstrip()
         for r in table
     ]
-    return lines + _notes(rows, settings, peers, cores or os.cpu_count() or 1)
+    notes = _notes(rows, settings, peers, cores or os.cpu_count() or 1)
+    if floor is not None:
+        notes.insert(2, floor_note(floor))
+    if any(row.client_cpu_below_noise() is not None for row in rows):
+        notes.insert(
+            2,
+            "CPU ms/req <x: the client's lies below x, within the spread of its"
+            " start-up's CPU from run to run (too few requests to tell apart)",
+        )
+    if protocols:
+        notes += _protocol_notes(rows)
+    return lines + notes
+
+
+def floor_note(floor: ApiFloor) -> str:
+    """The reference under CPU ms/req: what httpx2's API itself costs."""
+    both = f"{floor.client * 1000:.2f}"
+    if floor.async_client is not None:
+        both += f", AsyncClient.get {floor.async_client * 1000:.2f}"
+    return (
+        f"httpx2 floor: Client.get {both} ms/req of CPU on a MockTransport"
+        f" ({floor.requests} requests of a {floor.body_bytes}-byte flag, measured"
+        " now): no httpx2-based downloader spends less a request"
+    )
+
+
+def _protocol_notes(rows: Sequence[Row]) -> list[str]:
+    notes = [
+        "HTTP: the protocol the answers came over (with 2 asked, offered by ALPN,"
+        " the server picks; ?: asked, its program does not say); conns:"
+        " connections the run opened (median), where its program tells"
+    ]
+    for row in rows:
+        versions = row.http_versions
+        if row.cell.http == "2" and versions and "HTTP/2" not in versions:
+            notes.append(
+                f"{describe(row.cell)}: HTTP/2 was offered, the server chose"
+                f" {' and '.join(versions)}"
+            )
+    if any(row.cell.http is not None for row in rows) and any(
+        row.cell.mode == ARIA2C for row in rows
+    ):
+        notes.append("aria2c speaks HTTP/1.1 only: it has no HTTP/2 row")
+    return notes
 
 
 def _sequential_notes(rows: Sequence[Row]) -> list[str]:
@@ -195,7 +277,7 @@ def _notes(
         "elapsed: median of the downloads' own time; wall: median of the whole"
         " process (start-up included)",
         "CPU ms/req: client + server CPU per code, medians; the client's without"
-        " its start-up (one run of it against a port that refuses)",
+        " its start-up (a run of it against a port that refuses, each repeat)",
         "start-up: wall - elapsed (interpreter, imports, exit), plus for"
         " processpool the wait for its last worker, a median",
     ]

@@ -16,7 +16,7 @@ from flags2.bench import defaults
 from flags2.bench.command import bench as bench_command
 from flags2.cli import app
 from flags2.servers.launch import background
-from tests.helpers import colour_pixels
+from tests.helpers import TLSServer, colour_pixels
 
 runner = CliRunner()
 
@@ -229,6 +229,80 @@ def test_a_peer_not_installed_is_one_line_and_exit_2(
     ]
 
 
+@pytest.fixture(scope="module")
+def tls_bench(
+    test_ca: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Result, dict[str, Any]]:
+    """asyncio and threadpool (and curl) at --http 1.1,2 on hypercorn over TLS."""
+    record = tmp_path_factory.mktemp("tls-bench") / "bench.json"
+    modes = "asyncio,threadpool" + (",curl" if shutil.which("curl") else "")
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        TLSServer(test_ca[1]) as server,
+    ):
+        patch.setenv("SSL_CERT_FILE", test_ca[0])  # the children trust the test CA
+        result = invoke(
+            *CODES, "--url", f"{server.url}/flags", "--http", "1.1,2",
+            "--modes", modes, "-m", "4", "--repeat", "1", "--json", str(record),
+        )  # fmt: skip
+    return result, json.loads(record.read_text())
+
+
+def test_http_rows_per_protocol_side_by_side(
+    tls_bench: tuple[Result, dict[str, Any]],
+) -> None:
+    result, data = tls_bench
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].split()[:5] == ["mode", "server", "HTTP", "-m", "conns"]
+    cells = [line.split()[:4] for line in lines[2:6]]
+    assert cells == [
+        ["asyncio", "URL", "1.1", "4"],
+        ["asyncio", "URL", "2", "4"],
+        ["threadpool", "URL", "1.1", "4"],
+        ["threadpool", "URL", "2", "4"],
+    ]
+    rows = data["rows"]
+    for row in rows:
+        assert row["counts"]["OK"] == 4 and row["counts"]["NOT_FOUND"] == 1
+        assert row["http_versions"] == [f"HTTP/{row['http']}"]
+        if row["mode"] != "curl":  # curl reports no per-flag records
+            flags = row["runs"][0]["flags"]
+            assert {f["http_version"] for f in flags} == {f"HTTP/{row['http']}"}
+
+
+def test_http_rows_show_the_connections_each_run_used(
+    tls_bench: tuple[Result, dict[str, Any]],
+) -> None:
+    result, data = tls_bench
+    by_cell = {(r["mode"], r["http"]): r for r in data["rows"]}
+    for mode in ("asyncio", "threadpool"):
+        one, two = by_cell[(mode, "1.1")], by_cell[(mode, "2")]
+        # HTTP/2: every stream on one connection; HTTP/1.1: one per request
+        # in flight, at most -m 4 and at least 1.
+        assert two["connections"] == two["runs"][0]["connections"] == 1
+        assert 1 <= one["connections"] <= 4
+    lines = result.output.splitlines()
+    assert lines[3].split()[4] == "1"  # asyncio HTTP/2's conns column
+    if ("curl", "2") in by_cell:  # curl at --http2 multiplexes too
+        curl_one, curl_two = by_cell[("curl", "1.1")], by_cell[("curl", "2")]
+        assert curl_two["http_versions"] == ["HTTP/2"] and curl_two["connections"] >= 1
+        assert curl_one["http_versions"] == ["HTTP/1.1"]
+        assert curl_one["counts"]["OK"] == 4 and curl_two["counts"]["OK"] == 4
+        assert by_cell[("asyncio", "2")]["vs_curl"] > 0
+
+
+def test_the_httpx2_floor_is_measured_in_the_same_bench(
+    tls_bench: tuple[Result, dict[str, Any]],
+) -> None:
+    result, data = tls_bench
+    floor = data["httpx2_floor"]
+    assert floor["requests"] >= 100 and floor["body_bytes"] > 1000
+    assert 0 < floor["client"] < 0.05 and 0 < floor["async_client"] < 0.05
+    (line,) = [ln for ln in result.output.splitlines() if ln.startswith("httpx2 floor")]
+    assert f"{floor['client'] * 1000:.2f}" in line
+
+
 # -- bad options ---------------------------------------------------------------
 
 
@@ -251,6 +325,15 @@ def test_a_peer_not_installed_is_one_line_and_exit_2(
         (["--seed", "-1"], "--seed must be >= 0"),
         (["1x"], "invalid country code '1x'"),
         (["--timeout", "0"], "--timeout must be a positive number"),
+        (["--http", "3"], "--http: unknown version '3' (choose from 1.1, 2)"),
+        (["--http", ","], "--http: no version given"),
+        (["--http", "2"], "--http 2 needs an https --url"),
+        (["--http", "2", "--servers", "tls,delay"], "--http 2 needs an https"),
+        (["--http", "1.1,2", "--url", "http://h/flags"], "--http 2 needs an https"),
+        (
+            ["--http", "2", "--url", "https://h/flags", "--modes", "aria2c"],
+            "aria2c speaks HTTP/1.1 only",
+        ),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None:
@@ -312,3 +395,36 @@ def test_processpool_and_map_rows_show_the_whole_trees_memory(tmp_path: Path) ->
     taken = [f["consumed"] for f in flags]
     assert taken == sorted(taken)
     assert all(f["consumed"] >= f["finished"] for f in flags)
+
+
+def test_the_bundled_tls_server_benches_both_protocols_offline(tmp_path: Path) -> None:
+    record = tmp_path / "bench.json"
+    result = invoke(
+        *CODES, "--servers", "tls", "--http", "1.1,2", "--modes", "asyncio",
+        "-m", "4", "--seed", "3", *TINY, "--json", str(record),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[:5] for line in lines[2:4]] == [
+        ["asyncio", "DELAY-TLS", "1.1", "4", "4"],
+        ["asyncio", "DELAY-TLS", "2", "4", "1"],
+    ]
+    for row in json.loads(record.read_text())["rows"]:
+        assert row["http_versions"] == [f"HTTP/{row['http']}"]
+        assert row["counts"]["OK"] == 4 and row["counts"]["NOT_FOUND"] == 1
+        # DELAY's plan gives the ideal; the server counts what it saw at once.
+        assert 0 < row["efficiency"] <= 1.05 and row["peak_in_flight"] >= 1
+        assert row["runs"][0]["cpu"]["server"] > 0
+
+
+def test_tls_server_without_its_extra_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flags2.servers.tls as tls
+
+    monkeypatch.setattr(tls, "available", lambda: "needs X: pip install 'flags2[tls]'")
+    result = invoke("--servers", "tls")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "flags2 bench: --servers tls: needs X: pip install 'flags2[tls]'"
+    ]

@@ -82,3 +82,28 @@ def test_bad_lists_say_what_is_wrong(parse: object, text: str, message: str) -> 
 def test_repeated_values_count_once() -> None:
     assert matrix.parse_max_req("5, 30,5") == [5, 30]
     assert matrix.parse_servers("DELAY,error,delay") == ["delay", "error"]
+
+
+def test_http_versions_make_a_row_each_and_aria2c_only_a_1_1_row() -> None:
+    sets = matrix.code_sets([], False, False, None)
+    cells = matrix.matrix(["asyncio", "aria2c"], ["url"], None, sets, ["1.1", "2"])
+    assert [(c.mode, c.http) for c in cells] == [
+        ("asyncio", "1.1"),
+        ("asyncio", "2"),
+        ("aria2c", "1.1"),  # aria2c has no HTTP/2
+    ]
+    assert {c.http for c in matrix.matrix(["asyncio"], ["url"], None, sets)} == {None}
+
+
+@pytest.mark.parametrize(
+    ("text", "versions"),
+    [("1.1,2", ["1.1", "2"]), ("HTTP/2, http/1.1", ["2", "1.1"]), ("2,2", ["2"])],
+)
+def test_http_list_is_parsed_in_order(text: str, versions: list[str]) -> None:
+    assert matrix.parse_http(text, https=True) == versions
+
+
+def test_http_1_1_alone_fits_a_plain_http_server() -> None:
+    assert matrix.parse_http("1.1", https=False) == ["1.1"]
+    with pytest.raises(ValueError, match="--http 2 needs an https --url or --servers"):
+        matrix.parse_http("1.1,2", https=False)

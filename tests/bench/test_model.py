@@ -71,8 +71,18 @@ def test_peers_are_the_rows_run_by_other_programs() -> None:
 
 def test_cpu_per_request_leaves_out_the_clients_start_up() -> None:
     row = make_row(make_cell(n=4), make_run(client_cpu=0.3, server_cpu=0.1))
-    row.startup_cpu = 0.1
+    row.startup_cpus = [0.1]
     client, _ = row.cpu_per_request()
     assert client == pytest.approx(0.05)
-    row.startup_cpu = 0.5  # a noisy floor above the run itself: nothing, not < 0
+    assert row.client_cpu_below_noise() is None  # 0.2 s clear of a steady floor
+    row.startup_cpus = [0.5]  # a noisy floor above the run itself: nothing, not < 0
     assert row.cpu_per_request()[0] == 0.0
+
+
+def test_a_client_cpu_within_the_start_ups_spread_is_a_bound_not_zero() -> None:
+    row = make_row(make_cell(n=4), make_run(client_cpu=0.3, server_cpu=0.1))
+    row.startup_cpus = [0.28, 0.32, 0.36]  # median 0.32, spread 0.08
+    assert row.startup_cpu == pytest.approx(0.32)
+    assert row.cpu_per_request()[0] == 0.0  # the clamp: --json keeps it
+    # Below 0 + 0.08 s over 4 requests: 20 ms a request at most, said so.
+    assert row.client_cpu_below_noise() == pytest.approx(0.02)

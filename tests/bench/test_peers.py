@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -48,6 +49,31 @@ def test_curl_counts_come_from_its_status_lines() -> None:
         "SKIPPED": 0,
     }
     assert record["elapsed"] == 0.5 and record["flags"] == []
+
+
+def test_curl_gets_the_cells_http_version_and_the_trusted_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    cell = make_cell("curl", server="url")
+    assert not {"--http1.1", "--http2", "--cacert"} & set(
+        command(cell, BASE, tmp_path, tmp_path)
+    )  # the default: curl's own
+    monkeypatch.setenv("SSL_CERT_FILE", "/tmp/ca.pem")
+    for http, flag in [("1.1", "--http1.1"), ("2", "--http2")]:
+        argv = command(dataclasses.replace(cell, http=http), BASE, tmp_path, tmp_path)
+        assert flag in argv and argv[argv.index("--cacert") + 1] == "/tmp/ca.pem"
+    aria2c = command(make_cell("aria2c", server="url"), BASE, tmp_path, tmp_path)
+    assert "--ca-certificate=/tmp/ca.pem" in aria2c
+
+
+def test_curl_says_its_protocols_and_connections() -> None:
+    cell = make_cell("curl", n=4)
+    over_h2 = peer_record(cell, BASE, 0.5, "200 2 1\n200 2 0\n404 2 0\n000 0 0\n")
+    assert over_h2["http_versions"] == ["HTTP/2"] and over_h2["connections"] == 1
+    assert over_h2["counts"]["OK"] == 2 and over_h2["counts"]["NOT_FOUND"] == 1
+    over_1 = peer_record(cell, BASE, 0.5, "200 1.1 1\n200 1.1 1\n200 1.1 0\n")
+    assert over_1["http_versions"] == ["HTTP/1.1"] and over_1["connections"] == 2
 
 
 ARIA2C_OUTPUT = """\

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from flags2.bench.floor import ApiFloor
 from flags2.bench.table import banner, cpu_notes, describe, format_table
 from tests.bench.helpers import make_cell, make_row, make_run, make_settings
 
@@ -75,3 +78,64 @@ def test_banner_says_how_to_replay() -> None:
     cells = (make_cell(),)
     assert "seed 7 (replay with --seed 7)" in banner(make_settings(), cells)
     assert "server http://h/f;" in banner(make_settings(url="http://h/f"), cells)
+
+
+def test_a_client_cpu_within_the_start_ups_spread_shows_as_a_bound() -> None:
+    row = make_row(make_cell(n=4), make_run(client_cpu=0.3, server_cpu=0.1))
+    row.startup_cpus = [0.28, 0.32, 0.36]  # above the run: 0.0 would be false
+    lines = format_table([row], make_settings(), cores=2)
+    assert column(lines, "CPU ms/req", 1) == "<20.0+25.0"
+    assert any(
+        line.startswith("CPU ms/req <x: the client's lies below") for line in lines
+    )
+
+
+def test_the_httpx2_floor_is_one_line_under_the_table() -> None:
+    row = make_row(make_cell(), make_run())
+    floor = ApiFloor(
+        requests=300, body_bytes=9942, client=0.00007, async_client=0.00008
+    )
+    lines = format_table([row], make_settings(), cores=2, floor=floor)
+    assert [line for line in lines if line.startswith("httpx2 floor:")] == [
+        "httpx2 floor: Client.get 0.07, AsyncClient.get 0.08 ms/req of CPU on a"
+        " MockTransport (300 requests of a 9942-byte flag, measured now): no"
+        " httpx2-based downloader spends less a request"
+    ]
+    assert not any(
+        "httpx2 floor" in line for line in format_table([row], make_settings())
+    )
+
+
+def test_rows_per_protocol_show_http_and_connections_beside_m() -> None:
+    base = make_cell(server="url", max_req=5)
+    rows = []
+    for http, version, conns in [("1.1", "HTTP/1.1", 4), ("2", "HTTP/2", 1)]:
+        run = make_run()
+        run.record["connections"] = conns
+        run.record["flags"] = [{"http_version": version}]
+        rows.append(make_row(dataclasses.replace(base, http=http), run))
+    lines = format_table(rows, make_settings(url="https://h/f"), cores=2)
+    assert lines[0].split()[:5] == ["mode", "server", "HTTP", "-m", "conns"]
+    assert [line.split()[:5] for line in lines[1:3]] == [
+        ["asyncio", "URL", "1.1", "5", "4"],
+        ["asyncio", "URL", "2", "5", "1"],
+    ]
+    assert any(line.startswith("HTTP: the protocol the answers") for line in lines)
+    assert describe(rows[1].cell) == "asyncio URL HTTP/2 -m 5 4 codes"
+
+
+def test_http2_offered_and_refused_is_said() -> None:
+    run = make_run()
+    run.record["flags"] = [{"http_version": "HTTP/1.1"}]
+    row = make_row(make_cell(server="url", max_req=5), run)
+    row.cell = dataclasses.replace(row.cell, http="2")
+    lines = format_table([row], make_settings(url="https://h/f"), cores=2)
+    assert column(lines, "HTTP", 1) == "1.1"
+    assert (
+        f"{describe(row.cell)}: HTTP/2 was offered, the server chose HTTP/1.1" in lines
+    )
+
+
+def test_without_http_or_known_connections_the_columns_stay_out() -> None:
+    lines = format_table([make_row(make_cell(), make_run())], make_settings(), cores=2)
+    assert "HTTP" not in lines[0].split() and "conns" not in lines[0]
