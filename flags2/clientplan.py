@@ -163,8 +163,11 @@ class ClientPlan:
             "tls": self.lean_tls,
         }
 
-    def client_options(self, size: int, transport: Any) -> dict[str, Any]:
-        """One client's arguments, the same for a blocking and an async client."""
+    def client_options(
+        self, size: int, transport: Any, private_loop: Any = None
+    ) -> dict[str, Any]:
+        """One client's arguments, the same for a blocking and an async client;
+        blocking HTTP/2 clients share `private_loop` (a h2transport.PrivateLoop)."""
         return {
             "verify": self.verify,
             "limits": _limits(size),
@@ -172,16 +175,18 @@ class ClientPlan:
             "follow_redirects": True,
             "max_redirects": MAX_REDIRECTS,
             "event_hooks": {"response": [RefuseDowngrade()]},
-            "transport": transport or self._http2_transport(size),
+            "transport": transport or self._http2_transport(size, private_loop),
             "headers": {"User-Agent": USER_AGENT},
         }
 
-    def _http2_transport(self, size: int) -> Any:
+    def _http2_transport(self, size: int, private_loop: Any) -> Any:
         if not self.http2:
             return None  # httpx's own: it also applies the environment's proxy
         from flags2.h2transport import HTTP2Transport
 
-        return HTTP2Transport(verify=self.verify, limits=_limits(size))
+        return HTTP2Transport(
+            verify=self.verify, limits=_limits(size), private_loop=private_loop
+        )
 
 
 def _https_direct() -> bool:

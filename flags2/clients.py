@@ -48,7 +48,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2 as httpx
 
@@ -64,6 +64,9 @@ from flags2.http11 import (
 )
 from flags2.settings import Settings
 from flags2.tls import lean_context, tls_connect_error
+
+if TYPE_CHECKING:
+    from flags2.h2transport import PrivateLoop
 
 __all__ = ["ClientPool", "PlainHTTPTransport"]
 
@@ -394,8 +397,14 @@ class ClientPool:
         self._leases: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
         self._clients: list[httpx.Client] = []
         transport = PlainHTTPTransport(**plan.lean_options()) if plan.lean else None
+        # One event-loop thread carries every client's HTTP/2 (flags2.h2transport).
+        self._loop: PrivateLoop | None = None
+        if plan.http2:
+            from flags2.h2transport import PrivateLoop
+
+            self._loop = PrivateLoop()
         for size in plan.sizes:
-            client = httpx.Client(**plan.client_options(size, transport))
+            client = httpx.Client(**plan.client_options(size, transport, self._loop))
             self._clients.append(client)
             for _ in range(size):
                 self._leases.put(client)
@@ -419,3 +428,5 @@ class ClientPool:
     ) -> None:
         for client in self._clients:
             client.close()
+        if self._loop is not None:
+            self._loop.close()
