@@ -150,10 +150,15 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, data: bytes, timeout: float | None) -> Answer:
         """Send a request head; return its whole answer."""
         assert self._transport is not None
+        if self._tls is not None:
+            try:
+                data = self._tls.encrypt(data)
+            except ssl.SSLError as exc:  # the TLS layer is broken: never lent again
+                raise httpx.WriteError(str(exc)) from exc
         answer = self._answer = Answer()
         waiter = self._waiter = self._loop.create_future()
         self._timeout, self._progress = timeout, 0
-        self._transport.write(data if self._tls is None else self._tls.encrypt(data))
+        self._transport.write(data)
         if timeout is not None:
             # A whole head within --timeout, then each gap between body bytes.
             self._deadline = self._loop.time() + timeout

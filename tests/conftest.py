@@ -421,3 +421,11 @@ def tls_server(test_ca: tuple[str, str], httpserver: HTTPServer) -> Iterator[TLS
     """HTTP/2 and HTTP/1.1 over TLS; ``/down/`` redirects to `httpserver`."""
     with TLSServer(test_ca[1], plain_url=httpserver.url_for("/flags")) as server:
         yield server
+
+
+@pytest.fixture
+def silent_tls_port() -> Iterator[int]:
+    """A listener that accepts and never answers: a TLS handshake waits on it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield listener.getsockname()[1]
+    listener.close()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
-from collections.abc import Iterator
 
 import httpx2 as httpx
 import pytest
@@ -15,14 +13,6 @@ from flags2.clients import ClientPool
 from flags2.h2transport import HTTP2Transport
 from flags2.settings import Settings
 from tests.helpers import TLSServer
-
-
-@pytest.fixture
-def silent_tls_port() -> Iterator[int]:
-    """A listener that accepts and never answers: a TLS handshake waits on it."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    yield listener.getsockname()[1]
-    listener.close()
 
 
 def test_closing_with_a_request_in_flight_ends_its_wait(silent_tls_port: int) -> None:

@@ -309,3 +309,49 @@ def test_a_byte_already_decrypted_is_never_lent_again(
     assert client.recv(len(_404)) == _404
     assert client.pending()
     assert not _Conn(client, ("https", "localhost", 443)).idle_and_open()
+
+
+def test_a_handshake_that_never_ends_is_a_connect_timeout(
+    trusted: str, silent_tls_port: int
+) -> None:
+    # The TLS handshake is part of the connection: its deadline is --timeout's.
+    url = f"https://127.0.0.1:{silent_tls_port}/flags/br/br.gif"
+    timeout = httpx.Timeout(5.0, connect=0.2)
+    with (
+        httpx.Client(transport=PlainHTTPTransport(), timeout=timeout) as client,
+        pytest.raises(httpx.ConnectTimeout),
+    ):
+        client.get(url)
+
+    async def once() -> None:
+        transport = AsyncPlainHTTPTransport()
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            await client.get(url)
+
+    with pytest.raises(httpx.ConnectTimeout):
+        asyncio.run(once())
+
+
+def test_an_untrusted_certificate_is_a_connect_error_from_the_ssl_error(
+    test_ca: tuple[str, str],
+    kept_alive: Callable[[Answers, str], KeptAlive],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As httpx2's own transport raises it: failures.cause_of reads the chain.
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    url = kept_alive([], test_ca[1]).url + "/br/br.gif"
+    with (
+        httpx.Client(transport=PlainHTTPTransport()) as client,
+        pytest.raises(httpx.ConnectError) as blocking,
+    ):
+        client.get(url)
+
+    async def once() -> None:
+        async with httpx.AsyncClient(transport=AsyncPlainHTTPTransport()) as client:
+            await client.get(url)
+
+    with pytest.raises(httpx.ConnectError) as in_asyncio:
+        asyncio.run(once())
+    for raised in (blocking.value, in_asyncio.value):
+        assert isinstance(raised.__cause__, ssl.SSLCertVerificationError)
