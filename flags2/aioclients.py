@@ -4,9 +4,11 @@ A module of its own so that the blocking modes never import asyncio (a cost
 at start-up). The framing is shared with the blocking transport
 (:mod:`flags2.http11`), and so is the plan of the run's clients
 (:mod:`flags2.clientplan`), and so is what the blocking one promises about
-https and proxies (an httpx client of its own), host names (the IDNA 2008
-A-label the Host header carries) and the connect timeout (the lookup and
-every address, together).
+https (over TLS itself, unless a proxy is named for it: then an httpx client
+of its own), host names (the IDNA 2008 A-label the Host header carries, and
+the server name TLS checks) and the connect timeout (the lookup, every
+address and the handshake, together). Its TLS is its own memory-BIO layer
+(:class:`flags2.tls.TLSLayer`), not asyncio's ``ssl=`` transport.
 """
 
 from __future__ import annotations
