@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 
 import httpx2 as httpx
 
@@ -116,18 +117,31 @@ def negotiated(
     ``"h2"``, ``"http/1.1"`` (also for a server that does not use ALPN), or
     None when no handshake completed within `timeout` (refused, not trusted,
     silent): the run's own requests then meet the same failure in httpx2's
-    words, as they did before there was a probe.
+    words, as they did before there was a probe. The lookup, the connection
+    and the handshake together get `timeout`, in a daemon thread that a probe
+    given up on leaves behind (``getaddrinfo`` cannot be interrupted); its
+    answer is then ignored. The offer stays on `context`: httpcore sets its
+    own on each connection, and :func:`lean_context` sets HTTP/1.1 only.
     """
     url = httpx.URL(base_url)
-    host = url.raw_host.decode("ascii")
-    context.set_alpn_protocols(_BOTH)
     try:
-        with (
-            socket.create_connection((host, url.port or 443), timeout) as sock,
-            context.wrap_socket(sock, server_hostname=host) as tls,
-        ):
-            return tls.selected_alpn_protocol() or "http/1.1"
-    except (OSError, UnicodeError):
+        host = url.raw_host.decode("ascii")
+    except UnicodeError:
         return None
-    finally:
-        context.set_alpn_protocols(HTTP1_ONLY)
+    context.set_alpn_protocols(_BOTH)
+    answer: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            with (
+                socket.create_connection((host, url.port or 443), timeout) as sock,
+                context.wrap_socket(sock, server_hostname=host) as tls,
+            ):
+                answer.append(tls.selected_alpn_protocol() or "http/1.1")
+        except (OSError, UnicodeError):
+            answer.append(None)
+
+    probe = threading.Thread(target=ask, name="flags2-probe", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return answer[0] if answer else None

@@ -22,7 +22,7 @@ from flags2.clients import PlainHTTPTransport, _Conn
 from flags2.runner import run
 from flags2.settings import Settings
 from flags2.status import DownloadStatus
-from flags2.tls import lean_context
+from flags2.tls import lean_context, negotiated
 from tests.helpers import MODES, Answers, KeptAlive, RunFn, TLSServer, flag_bytes
 
 _GIF = flag_bytes("BR")
@@ -80,6 +80,13 @@ def test_a_failed_probe_leaves_the_run_to_httpx2(
     # Refused (or untrusted, or silent): the requests say why in httpx2's words.
     plan = _plan(f"https://localhost:{closed_port}/flags")
     assert plan.http2 and not plan.lean
+
+
+def test_a_probe_that_gets_no_answer_gives_up_within_its_timeout(
+    trusted: str, silent_tls_port: int
+) -> None:
+    url = f"https://127.0.0.1:{silent_tls_port}/flags"
+    assert negotiated(url, lean_context(True), 0.2) is None
 
 
 def test_a_proxy_for_https_keeps_httpx2_transport(
