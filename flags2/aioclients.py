@@ -4,14 +4,17 @@ A module of its own so that the blocking modes never import asyncio (a cost
 at start-up). The framing is shared with the blocking transport
 (:mod:`flags2.http11`), and so is the plan of the run's clients
 (:mod:`flags2.clientplan`), and so is what the blocking one promises about
-https and proxies (an httpx client of its own), host names (the IDNA 2008
-A-label the Host header carries) and the connect timeout (the lookup and
-every address, together).
+https (over TLS itself, unless a proxy is named for it: then an httpx client
+of its own), host names (the IDNA 2008 A-label the Host header carries, and
+the server name TLS checks) and the connect timeout (the lookup, every
+address and the handshake, together). Its TLS is its own memory-BIO layer
+(:class:`flags2.tls.TLSLayer`), not asyncio's ``ssl=`` transport.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -22,11 +25,14 @@ from typing import Any
 import httpx2 as httpx
 
 from flags2 import portable
-from flags2.clientplan import ClientPlan, fallback_options, lean_request
+from flags2.clientplan import ClientPlan, fallback_options, lean_request, origin
 from flags2.http11 import Answer, Stale, request_head, request_timeouts
 from flags2.settings import Settings
+from flags2.tls import TLSLayer, lean_context, tls_connect_error
 
 __all__ = ["AsyncClientPool", "AsyncPlainHTTPTransport"]
+
+_Key = tuple[str, str, int]  # scheme, A-label, port: what a connection reaches
 
 
 class _Connection(asyncio.Protocol):
@@ -35,11 +41,23 @@ class _Connection(asyncio.Protocol):
     The pattern uvicorn uses: no StreamReader between the socket and the
     parser, and one timer per exchange (moved on, not replaced, as body bytes
     arrive). Bytes that arrive while the connection is idle (a late 408, a
-    second answer) mark it dirty: it is never lent again.
+    second answer) mark it dirty: it is never lent again. Over https the
+    protocol is its own TLS layer (:class:`flags2.tls.TLSLayer`): records
+    that carry no data (a session ticket) leave an idle connection clean, a
+    close_notify ends it.
     """
 
-    def __init__(self, key: tuple[str, int], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        key: _Key,
+        loop: asyncio.AbstractEventLoop,
+        tls: TLSLayer | None = None,
+    ) -> None:
         self.key = key
+        self._tls = tls
+        self._handshaken: asyncio.Future[None] | None = (
+            None if tls is None else loop.create_future()
+        )
         self.reused = False
         self.dirty = False
         self._loop = loop
@@ -55,8 +73,32 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        if self._tls is not None:
+            self._shake()
 
     def data_received(self, data: bytes) -> None:
+        tls = self._tls
+        if tls is None:
+            self._received(data)
+            return
+        tls.put(data)
+        shaking = self._handshaken
+        if shaking is not None and not shaking.done() and not self._shake():
+            return  # not done yet (once done, data may follow in the same bytes)
+        try:
+            data = tls.plaintext()
+        except ssl.SSLError as exc:
+            self.close()
+            self._ended(exc)
+            return
+        self._send(tls.outgoing())
+        if data:
+            self._received(data)
+        if tls.ended:  # close_notify: the end, as a TCP EOF is
+            self.close()
+            self._ended(None)
+
+    def _received(self, data: bytes) -> None:
         answer = self._answer
         if answer is None:
             self.dirty = True
@@ -80,11 +122,41 @@ class _Connection(asyncio.Protocol):
         self.dirty = True
         self._ended(exc)
 
+    # -- the TLS handshake -----------------------------------------------------
+
+    async def handshake(self) -> None:
+        """Wait for the TLS handshake (ssl.SSLError or OSError if it fails)."""
+        if self._handshaken is not None:
+            await self._handshaken
+
+    def _shake(self) -> bool:
+        assert self._tls is not None and self._handshaken is not None
+        try:
+            done = self._tls.handshake()
+        except ssl.SSLError as exc:
+            self._send(self._tls.outgoing())  # the alert says why to the server
+            self._handshaken.set_exception(exc)
+            self._handshaken.exception()  # retrieved: a timed-out caller never asks
+            return False
+        self._send(self._tls.outgoing())
+        if done:
+            self._handshaken.set_result(None)
+        return done
+
+    def _send(self, data: bytes) -> None:
+        if data and self._transport is not None:
+            self._transport.write(data)
+
     # -- one exchange ----------------------------------------------------------
 
     async def exchange(self, data: bytes, timeout: float | None) -> Answer:
         """Send a request head; return its whole answer."""
         assert self._transport is not None
+        if self._tls is not None:
+            try:
+                data = self._tls.encrypt(data)
+            except ssl.SSLError as exc:  # the TLS layer is broken: never lent again
+                raise httpx.WriteError(str(exc)) from exc
         answer = self._answer = Answer()
         waiter = self._waiter = self._loop.create_future()
         self._timeout, self._progress = timeout, 0
@@ -124,6 +196,12 @@ class _Connection(asyncio.Protocol):
         self._settle(httpx.ReadTimeout("timed out"))
 
     def _ended(self, exc: Exception | None) -> None:
+        shaking = self._handshaken
+        if shaking is not None and not shaking.done():
+            shaking.set_exception(
+                exc or ConnectionResetError("closed during the TLS handshake")
+            )
+            shaking.exception()  # retrieved: a timed-out caller never asks
         answer = self._answer
         if answer is None or self._waiter is None or self._waiter.done():
             return
@@ -157,22 +235,23 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
         *,
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = httpx.Limits(),  # noqa: B008 - immutable
+        tls: bool = True,
     ) -> None:
         self._verify = verify
         self._limits = limits
+        self._tls = tls
+        self._context: ssl.SSLContext | None = None
         self._fallback: httpx.AsyncClient | None = None
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._idle: dict[_Key, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         # Each host is looked up once per run, not once per connection.
         self._addresses: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not lean_request(request):
+        if not lean_request(request, tls=self._tls):
             return await self._https().send(request, stream=True)
-        url = request.url
-        # The A-label of the Host header, not the Unicode name (IDNA 2003).
-        key = (url.raw_host.decode("ascii"), url.port or 80)
+        key = origin(request.url)
         timeouts = request_timeouts(request)
         data = request_head(request)
         while True:
@@ -195,22 +274,24 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                 extensions=answer.extensions(),
             )
 
-    async def _connect(
-        self, key: tuple[str, int], timeout: float | None
-    ) -> _Connection:
+    async def _connect(self, key: _Key, timeout: float | None) -> _Connection:
+        # One deadline for the lookup, every address and the TLS handshake.
         try:
             async with asyncio.timeout(timeout):
                 conn = await self._open_connection(key)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out") from None
+        except ssl.SSLError as exc:
+            raise tls_connect_error(exc) from exc
         except (OSError, UnicodeError) as exc:  # a label over 63 bytes: Unicode
             raise httpx.ConnectError(str(exc)) from exc
         self._open.add(conn)
         return conn
 
-    async def _open_connection(self, key: tuple[str, int]) -> _Connection:
+    async def _open_connection(self, key: _Key) -> _Connection:
         loop = asyncio.get_running_loop()
-        addresses = await self._resolve(loop, key)
+        scheme, host, port = key
+        addresses = await self._resolve(loop, (host, port))
         error: OSError | None = None
         for family, kind, proto, _, address in addresses:
             sock = await _new_socket(family, kind, proto)
@@ -223,10 +304,20 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                     raise
                 error = exc
                 continue
+            tls = None
+            if scheme == "https":
+                if self._context is None:  # the CA store is loaded only if needed
+                    self._context = lean_context(self._verify)
+                tls = TLSLayer(self._context, host)
             # asyncio sets TCP_NODELAY on the transport.
             _, conn = await loop.create_connection(
-                lambda: _Connection(key, loop), sock=sock
+                functools.partial(_Connection, key, loop, tls), sock=sock
             )
+            try:
+                await conn.handshake()  # within the caller's connect timeout
+            except BaseException:
+                conn.close()
+                raise
             return conn
         # anyio's words, which httpx's own transport gave for the same failure.
         raise OSError("All connection attempts failed") from error
@@ -249,7 +340,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
             lookup.add_done_callback(forget_failure)
         return await asyncio.shield(lookup)
 
-    def _checkout(self, key: tuple[str, int]) -> _Connection | None:
+    def _checkout(self, key: _Key) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()

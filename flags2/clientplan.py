@@ -5,8 +5,16 @@ whether they go through the lean plain-http transports (:mod:`flags2.clients`
 for the blocking modes, :mod:`flags2.aioclients` for asyncio). A module of its
 own so that neither pool imports the other's transport.
 
-An https run offers HTTP/2 by ALPN unless ``--http1.1``; the server picks
-(:mod:`flags2.h2transport` carries it). Over HTTP/2 a client's requests are
+An https run offers HTTP/2 by ALPN unless ``--http1.1``; the server picks,
+in one connection made before the run (:func:`flags2.tls.negotiated`): ``h2``
+and the run's requests are streams of :mod:`flags2.h2transport`, ``http/1.1``
+and they go through the lean transport, over TLS, as ``--http1.1`` does. A
+decision made once, not per connection, because a connection's protocol is
+known only after its handshake, and the lean transport cannot hand an HTTP/2
+connection to httpcore through any public API; a probe that fails (refused,
+not trusted) leaves the run to httpx2's transport, which then says why in its
+own words. Through a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) an https run keeps
+httpx2's own transport, which honours it. Over HTTP/2 a client's requests are
 streams on one connection, so a client holds ``STREAMS_PER_CONNECTION`` of
 the run's slots: RFC 9113 (6.5.2) asks servers to allow at least 100
 concurrent streams, so no request waits for one, and a server that allows
@@ -37,6 +45,7 @@ __all__ = [
     "fallback_options",
     "lean_request",
     "lean_transport_fits",
+    "origin",
     "split_slots",
 ]
 
@@ -85,25 +94,36 @@ def fallback_options(
     }
 
 
-def lean_request(request: httpx.Request) -> bool:
-    """True for what the lean transports carry: a plain-http GET with no body."""
+def lean_request(request: httpx.Request, *, tls: bool) -> bool:
+    """True for what the lean transports carry: a GET with no body, over plain
+    http, or over https when `tls` (no proxy is named for https)."""
+    scheme = request.url.scheme
     return (
-        request.url.scheme == "http"
+        (scheme == "http" or (tls and scheme == "https"))
         and request.method == "GET"
         and "Content-Length" not in request.headers
         and "Transfer-Encoding" not in request.headers
     )
 
 
+def origin(url: httpx.URL) -> tuple[str, str, int]:
+    """Scheme, host and port a lean connection reaches: the host is the IDNA
+    2008 A-label of the Host header, never the Unicode name (IDNA 2003)."""
+    scheme = url.scheme
+    port = url.port or (443 if scheme == "https" else 80)
+    return scheme, url.raw_host.decode("ascii"), port
+
+
 @dataclass(frozen=True)
 class ClientPlan:
     """How a run's clients verify TLS, how big their pools are, whether they go lean.
 
-    The lean transport has no pool to scan, so one client holds every slot, and
-    it hands https (a redirect, say) to an httpx client of its own
-    (:func:`fallback_options`), created only then: ``verify=True`` loads the
-    CA store (~35 ms) only if it is needed. Without it, the run's clients share
-    one context, loaded once.
+    The lean transport has no pool to scan, so one client holds every slot.
+    It carries https itself unless a proxy is named for it (`lean_tls`), and
+    hands the rest (https through that proxy, a request with a body) to an
+    httpx client of its own (:func:`fallback_options`), created only then:
+    ``verify=True`` loads the CA store (~35 ms) only if it is needed. Without
+    it, the run's clients share one context, loaded once.
     """
 
     verify: ssl.SSLContext | bool
@@ -111,25 +131,43 @@ class ClientPlan:
     lean: bool
     timeout: httpx.Timeout
     http2: bool = False
+    lean_tls: bool = True
 
     @classmethod
     def for_run(cls, settings: Settings) -> ClientPlan:
         # Leases guarantee a free slot, so a wait for one would be a bug: no limit.
         timeout = httpx.Timeout(settings.timeout, pool=None)
+        direct = _https_direct()
         if lean_transport_fits(settings.base_url):
-            return cls(True, [settings.concurrency], True, timeout)
+            return cls(True, [settings.concurrency], True, timeout, lean_tls=direct)
         verify = httpx.create_ssl_context()
-        http2 = settings.http2 and _https_direct(settings.base_url)
-        per_client = STREAMS_PER_CONNECTION if http2 else CONNECTIONS_PER_CLIENT
-        sizes = split_slots(settings.concurrency, per_client)
-        return cls(verify, sizes, False, timeout, http2)
+        https = settings.base_url.lower().startswith("https:")
+        if https and direct:
+            from flags2.tls import negotiated
+
+            http2 = settings.http2 and (
+                negotiated(settings.base_url, verify, settings.timeout) in ("h2", None)
+            )
+            if not http2:
+                return cls(verify, [settings.concurrency], True, timeout)
+            sizes = split_slots(settings.concurrency, STREAMS_PER_CONNECTION)
+            return cls(verify, sizes, False, timeout, True)
+        sizes = split_slots(settings.concurrency, CONNECTIONS_PER_CLIENT)
+        return cls(verify, sizes, False, timeout, lean_tls=False)
 
     def lean_options(self) -> dict[str, Any]:
-        """A lean transport's arguments: what its https fallback is built with."""
-        return {"verify": self.verify, "limits": _limits(self.sizes[0])}
+        """A lean transport's arguments: its TLS, what its fallback is built with."""
+        return {
+            "verify": self.verify,
+            "limits": _limits(self.sizes[0]),
+            "tls": self.lean_tls,
+        }
 
-    def client_options(self, size: int, transport: Any) -> dict[str, Any]:
-        """One client's arguments, the same for a blocking and an async client."""
+    def client_options(
+        self, size: int, transport: Any, private_loop: Any = None
+    ) -> dict[str, Any]:
+        """One client's arguments, the same for a blocking and an async client;
+        blocking HTTP/2 clients share `private_loop` (a h2transport.PrivateLoop)."""
         return {
             "verify": self.verify,
             "limits": _limits(size),
@@ -137,25 +175,25 @@ class ClientPlan:
             "follow_redirects": True,
             "max_redirects": MAX_REDIRECTS,
             "event_hooks": {"response": [RefuseDowngrade()]},
-            "transport": transport or self._http2_transport(size),
+            "transport": transport or self._http2_transport(size, private_loop),
             "headers": {"User-Agent": USER_AGENT},
         }
 
-    def _http2_transport(self, size: int) -> Any:
+    def _http2_transport(self, size: int, private_loop: Any) -> Any:
         if not self.http2:
             return None  # httpx's own: it also applies the environment's proxy
         from flags2.h2transport import HTTP2Transport
 
-        return HTTP2Transport(verify=self.verify, limits=_limits(size))
+        return HTTP2Transport(
+            verify=self.verify, limits=_limits(size), private_loop=private_loop
+        )
 
 
-def _https_direct(base_url: str) -> bool:
-    """An https run with no proxy: HTTP/2 goes through flags2.h2transport.
+def _https_direct() -> bool:
+    """No proxy is named for https: it goes lean, or by flags2.h2transport.
 
     Through a proxy, httpx's own transport keeps HTTP/1.1.
     """
-    if not base_url.lower().startswith("https:"):
-        return False
     proxies = getproxies()
     return "https" not in proxies and "all" not in proxies
 

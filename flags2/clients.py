@@ -8,16 +8,19 @@ waits for a pool slot, and the lease queue is also the book's semaphore::
         with pool.lease() as client:
             client.get(url)
 
-For a plain ``http://`` server (the bundled ones, a local nginx) the run has a
-single client whose transport is :class:`PlainHTTPTransport` (or its async
-twin in :mod:`flags2.aioclients`): GETs on keep-alive sockets, with a free list
-of idle connections instead of a pool that is scanned on every request (httpx's
+For a plain ``http://`` server (the bundled ones, a local nginx), and for an
+``https://`` one that speaks HTTP/1.1 (``--http1.1``, or a server whose ALPN
+answer is ``http/1.1``: :mod:`flags2.clientplan`), the run has a single client
+whose transport is :class:`PlainHTTPTransport` (or its async twin in
+:mod:`flags2.aioclients`): GETs on keep-alive sockets, with a free list of
+idle connections instead of a pool that is scanned on every request (httpx's
 own pool checks every connection it holds each time it assigns one, which at
 ``-m 1000`` costs more than the request). The bytes are written and read by
-the maintained parsers in :mod:`flags2.http11`. The transport plugs into httpx
-through its public transport API, so redirects, cookies, decoding, timeouts and
-httpx's exception classes are unchanged; anything but a plain-http GET (https,
-a body) goes to an httpx client of its own
+the maintained parsers in :mod:`flags2.http11`, over TLS as :mod:`flags2.tls`
+sets it up. The transport plugs into httpx through its public transport API,
+so redirects, cookies, decoding, timeouts and httpx's exception classes are
+unchanged; anything else (a body, https when the environment names a proxy
+for it) goes to an httpx client of its own
 (:func:`flags2.clientplan.fallback_options`), which honours ``HTTPS_PROXY``,
 ``ALL_PROXY`` and ``NO_PROXY`` as plain httpx2 does (a client given
 ``transport=`` ignores them).
@@ -25,13 +28,13 @@ a body) goes to an httpx client of its own
 Both lean transports connect to the name the Host header carries: the host's
 IDNA 2008 A-label (``url.raw_host``), never the Unicode name, which the socket
 layer would encode by IDNA 2003 (``straße.example`` would reach
-``strasse.example`` while asking for ``xn--strae-oqa.example``). The connect
-timeout bounds a whole connection, as in asyncio: the name lookup (in a thread
-of its own, once per host for the run) and every address tried, together.
+``strasse.example`` while asking for ``xn--strae-oqa.example``); over TLS it is
+also the server name the certificate must match. The connect timeout bounds a
+whole connection, as in asyncio: the name lookup (in a thread of its own, once
+per host for the run), every address tried, and the TLS handshake, together.
 
-For ``https://`` servers, or when the environment names a proxy, the run uses
-httpx's own transport, split over several clients of at most
-``CONNECTIONS_PER_CLIENT`` connections (one pool of 1000 spends more time
+For HTTP/2, or when the environment names a proxy, the run uses httpx's own
+transport, split over several clients (one pool of 1000 spends more time
 scanning itself than waiting on the network).
 """
 
@@ -45,12 +48,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2 as httpx
 
 from flags2 import portable
-from flags2.clientplan import ClientPlan, fallback_options, lean_request
+from flags2.clientplan import ClientPlan, fallback_options, lean_request, origin
 from flags2.http11 import (
     RECV_SIZE,
     Answer,
@@ -60,6 +63,10 @@ from flags2.http11 import (
     request_timeouts,
 )
 from flags2.settings import Settings
+from flags2.tls import lean_context, tls_connect_error
+
+if TYPE_CHECKING:
+    from flags2.h2transport import PrivateLoop
 
 __all__ = ["ClientPool", "PlainHTTPTransport"]
 
@@ -70,7 +77,7 @@ __all__ = ["ClientPool", "PlainHTTPTransport"]
 class _Conn:
     __slots__ = ("key", "reused", "sock")
 
-    def __init__(self, sock: socket.socket, key: tuple[str, int]) -> None:
+    def __init__(self, sock: socket.socket, key: _Key) -> None:
         self.sock = sock
         self.key = key
         self.reused = False
@@ -80,14 +87,20 @@ class _Conn:
 
         A non-blocking peek, which every platform has (``select.poll`` is not
         on Windows, ``select.select`` fails above descriptor 1024), and is
-        cheaper than a ``selectors`` object per check. The exchange sets the
-        socket's timeout again before it writes.
+        cheaper than a ``selectors`` object per check. Over TLS it is a read
+        of the TLS layer instead (an SSLSocket takes no flags): a session
+        ticket is no byte, a close_notify is the end, and a byte already
+        decrypted (``pending()``) is one nobody asked for. The exchange sets
+        the socket's timeout again before it writes.
         """
         sock = self.sock
         sock.setblocking(False)
         try:
-            sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
+            if isinstance(sock, ssl.SSLSocket):
+                sock.recv(1)
+            else:
+                sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, ssl.SSLWantReadError):
             return True  # nothing there: idle and open
         except OSError:
             return False  # reset while idle
@@ -111,21 +124,22 @@ class PlainHTTPTransport(httpx.BaseTransport):
         *,
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = httpx.Limits(),  # noqa: B008 - immutable
+        tls: bool = True,
     ) -> None:
         self._verify = verify
         self._limits = limits
+        self._tls = tls
+        self._context: ssl.SSLContext | None = None
         self._fallback: httpx.Client | None = None
-        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._idle: dict[_Key, list[_Conn]] = {}
         self._lookups: dict[tuple[str, int], _Lookup] = {}
         self._lock = threading.Lock()
         self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if not lean_request(request):
+        if not lean_request(request, tls=self._tls):
             return self._https().send(request, stream=True)
-        # The A-label of the Host header, not the Unicode name (IDNA 2003).
-        key = (url.raw_host.decode("ascii"), url.port or 80)
+        key = origin(request.url)
         timeouts = request_timeouts(request)
         data = request_head(request)
         while True:
@@ -184,19 +198,42 @@ class PlainHTTPTransport(httpx.BaseTransport):
             raise broken(exc, reused, httpx.ReadError) from exc
         return answer
 
-    def _connect(self, key: tuple[str, int], timeout: float | None) -> _Conn:
-        # One deadline for the lookup and every address tried, as asyncio's
-        # twin has (socket.create_connection would give each address the
-        # whole timeout, and the lookup none).
+    def _connect(self, key: _Key, timeout: float | None) -> _Conn:
+        # One deadline for the lookup, every address tried and the TLS
+        # handshake, as asyncio's twin has (socket.create_connection would
+        # give each address the whole timeout, and the lookup none).
         clock = _Deadline(timeout)
+        scheme, host, port = key
         try:
-            sock = _open_socket(self._lookup(key).addresses(clock), clock)
+            sock = _open_socket(self._lookup((host, port)).addresses(clock), clock)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                sock = self._handshake(sock, host, clock)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out") from None
+        except ssl.SSLError as exc:
+            raise tls_connect_error(exc) from exc
         except (OSError, UnicodeError) as exc:  # a label over 63 bytes: Unicode
             raise httpx.ConnectError(str(exc)) from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return _Conn(sock, key)
+
+    def _handshake(
+        self, sock: socket.socket, host: str, clock: _Deadline
+    ) -> ssl.SSLSocket:
+        with self._lock:
+            if self._context is None:  # the CA store is loaded only if needed
+                self._context = lean_context(self._verify)
+            context = self._context
+        try:
+            tls = context.wrap_socket(
+                sock, server_hostname=host, do_handshake_on_connect=False
+            )
+            tls.settimeout(clock.remaining())
+            tls.do_handshake()
+        except BaseException:
+            sock.close()
+            raise
+        return tls
 
     def _lookup(self, key: tuple[str, int]) -> _Lookup:
         # Each host is looked up once per run, as in asyncio; a failed lookup
@@ -207,7 +244,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
                 lookup = self._lookups[key] = _Lookup(key)
             return lookup
 
-    def _checkout(self, key: tuple[str, int]) -> _Conn | None:
+    def _checkout(self, key: _Key) -> _Conn | None:
         with self._lock:
             idle = self._idle.get(key)
             while idle:
@@ -218,6 +255,9 @@ class PlainHTTPTransport(httpx.BaseTransport):
         return None
 
     def _release(self, conn: _Conn, *, reuse: bool) -> None:
+        sock = conn.sock
+        # Bytes decrypted past the answer: the server sent more than it was asked.
+        reuse = reuse and not (isinstance(sock, ssl.SSLSocket) and sock.pending())
         with self._lock:
             if reuse and not self._closed:
                 conn.reused = True
@@ -245,6 +285,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
 
 
 _Address = tuple[Any, Any, int, str, Any]  # one entry of getaddrinfo's list
+_Key = tuple[str, str, int]  # scheme, A-label, port: what a connection reaches
 
 
 def _open_socket(addresses: list[_Address], clock: _Deadline) -> socket.socket:
@@ -356,8 +397,14 @@ class ClientPool:
         self._leases: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
         self._clients: list[httpx.Client] = []
         transport = PlainHTTPTransport(**plan.lean_options()) if plan.lean else None
+        # One event-loop thread carries every client's HTTP/2 (flags2.h2transport).
+        self._loop: PrivateLoop | None = None
+        if plan.http2:
+            from flags2.h2transport import PrivateLoop
+
+            self._loop = PrivateLoop()
         for size in plan.sizes:
-            client = httpx.Client(**plan.client_options(size, transport))
+            client = httpx.Client(**plan.client_options(size, transport, self._loop))
             self._clients.append(client)
             for _ in range(size):
                 self._leases.put(client)
@@ -381,3 +428,5 @@ class ClientPool:
     ) -> None:
         for client in self._clients:
             client.close()
+        if self._loop is not None:
+            self._loop.close()

@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -244,18 +245,34 @@ def kept_alive() -> Iterator[Callable[[Answers], KeptAlive]]:
 
     For what happens after a complete answer: junk or a second answer on the
     same connection, a close while idle. It never closes a connection itself
-    unless a step is ``b""`` (then it closes right there).
+    unless a step is ``b""`` (then it closes right there). Given `certfile`
+    (cert and key), it speaks TLS, at ``https://localhost:port``.
     """
     listeners: list[socket.socket] = []
     done = threading.Event()
 
-    def start(answers: Answers) -> KeptAlive:
+    def start(answers: Answers, certfile: str | None = None) -> KeptAlive:
         listener = socket.create_server(("127.0.0.1", 0))
         listeners.append(listener)
-        seen = KeptAlive(f"http://127.0.0.1:{listener.getsockname()[1]}/flags")
+        port = listener.getsockname()[1]
+        seen = KeptAlive(
+            f"https://localhost:{port}/flags"
+            if certfile
+            else f"http://127.0.0.1:{port}/flags"
+        )
         lock = threading.Lock()
+        context = None
+        if certfile:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile)
 
         def serve(conn: socket.socket, number: int) -> None:
+            if context is not None:
+                try:
+                    conn = context.wrap_socket(conn, server_side=True)
+                except OSError:  # a client that does not trust it, say
+                    conn.close()
+                    return
             with conn, conn.makefile("rb") as request, contextlib.suppress(OSError):
                 while line := request.readline():
                     target = line.split(b" ")[1] if b" " in line else b""
@@ -404,3 +421,11 @@ def tls_server(test_ca: tuple[str, str], httpserver: HTTPServer) -> Iterator[TLS
     """HTTP/2 and HTTP/1.1 over TLS; ``/down/`` redirects to `httpserver`."""
     with TLSServer(test_ca[1], plain_url=httpserver.url_for("/flags")) as server:
         yield server
+
+
+@pytest.fixture
+def silent_tls_port() -> Iterator[int]:
+    """A listener that accepts and never answers: a TLS handshake waits on it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield listener.getsockname()[1]
+    listener.close()

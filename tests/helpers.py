@@ -280,6 +280,7 @@ class TLSServer:
 
         self.plain_url = plain_url
         self.versions: set[str] = set()
+        self.clients: set[object] = set()  # (address, port) of each connection
         self.in_flight = self.peak = 0
         listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(listener.getsockname()[1])
@@ -318,6 +319,7 @@ class TLSServer:
         if scope["type"] != "http":
             return
         self.versions.add(str(scope["http_version"]))
+        self.clients.add(scope["client"])
         path = str(scope["path"])
         status, headers, body = 404, [], b""
         if path.startswith("/moved/"):

@@ -112,29 +112,41 @@ def test_an_http1_1_only_server_still_serves_every_flag(
     assert {flag["http_version"] for flag in record["flags"]} == {"HTTP/1.1"}
 
 
+# HTTP/2 (httpx2's transport) and --http1.1 (the lean one, over TLS).
+_BOTH_TRANSPORTS = pytest.mark.parametrize(
+    "http2", [True, False], ids=["h2", "http1.1"]
+)
+
+
 @pytest.mark.parametrize("mode", MODES)
+@_BOTH_TRANSPORTS
 def test_a_redirect_on_https_is_followed_and_recorded(
-    mode: str, trusted: str, tls_server: TLSServer, dest: Path, tmp_path: Path
-) -> None:
+    mode: str, http2: bool, trusted: str, tls_server: TLSServer, dest: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
     code, record = _https_run(
-        mode, f"{tls_server.url}/moved", dest, tmp_path / "r", codes=["BR"]
-    )
+        mode, f"{tls_server.url}/moved", dest, tmp_path / "r", codes=["BR"],
+        http2=http2,
+    )  # fmt: skip
     assert code == 0
     (flag,) = record["flags"]
     assert flag["status"] == "OK"
+    assert flag["http_version"] == ("HTTP/2" if http2 else "HTTP/1.1")
     assert flag["final_url"] == f"{tls_server.url}/flags/br/br.gif"
     assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
 
 
 @pytest.mark.parametrize("mode", MODES)
+@_BOTH_TRANSPORTS
 def test_a_redirect_from_https_to_http_is_refused(
-    mode: str, trusted: str, tls_server: TLSServer, httpserver: HTTPServer,
-    dest: Path, tmp_path: Path,
+    mode: str, http2: bool, trusted: str, tls_server: TLSServer,
+    httpserver: HTTPServer, dest: Path, tmp_path: Path,
 ) -> None:  # fmt: skip
     serve_flags(httpserver, ["BR"])
     code, record = _https_run(
-        mode, f"{tls_server.url}/down", dest, tmp_path / "r", codes=["BR"]
-    )
+        mode, f"{tls_server.url}/down", dest, tmp_path / "r", codes=["BR"],
+        http2=http2,
+    )  # fmt: skip
     assert code == 1
     (flag,) = record["flags"]
     assert flag["status"] == "ERROR" and flag["attempts"] == 1

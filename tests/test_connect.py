@@ -225,7 +225,7 @@ def test_the_idle_check_needs_no_select_poll(
             server, _ = listener.accept()
             if high:  # select.select fails above FD_SETSIZE; the check must not
                 client = socket.socket(fileno=_dup_over_1024(client))
-            conn = _Conn(client, ("127.0.0.1", 80))
+            conn = _Conn(client, ("http", "127.0.0.1", 80))
             if peer_does == "sends":
                 server.sendall(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
             elif peer_does == "closes":

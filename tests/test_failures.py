@@ -49,12 +49,19 @@ def untrusted(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+# HTTP/2 offered (httpx2's transport: the probe fails) and --http1.1 (the lean one).
+_BOTH_TRANSPORTS = pytest.mark.parametrize(
+    "http2", [True, False], ids=["h2-offered", "http1.1"]
+)
+
+
 @pytest.mark.parametrize("mode", MODES)
+@_BOTH_TRANSPORTS
 def test_an_unknown_ca_is_said_once_and_stops_the_run(
-    mode: str, untrusted: None, tls_server: TLSServer, dest: Path,
+    mode: str, http2: bool, untrusted: None, tls_server: TLSServer, dest: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    assert _run(mode, f"{tls_server.url}/flags", dest) == EXIT_ERRORS
+    assert _run(mode, f"{tls_server.url}/flags", dest, http2=http2) == EXIT_ERRORS
     out, err = capsys.readouterr()
     line = _stopped_line(err)
     assert line.startswith(
@@ -80,13 +87,14 @@ def other_name(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("mode", MODES)
+@_BOTH_TRANSPORTS
 def test_a_certificate_for_another_name_is_said_once(
-    mode: str, other_name: tuple[str, str], dest: Path,
+    mode: str, http2: bool, other_name: tuple[str, str], dest: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     monkeypatch.setenv("SSL_CERT_FILE", other_name[0])  # trusted, wrong name
     with TLSServer(other_name[1]) as server:
-        assert _run(mode, f"{server.url}/flags", dest) == EXIT_ERRORS
+        assert _run(mode, f"{server.url}/flags", dest, http2=http2) == EXIT_ERRORS
     out, err = capsys.readouterr()
     line = _stopped_line(err)
     assert f"cannot verify the certificate of localhost:{server.port}: " in line

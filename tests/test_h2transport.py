@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import threading
-from collections.abc import Iterator
 
 import httpx2 as httpx
 import pytest
 
+from flags2.clientplan import STREAMS_PER_CONNECTION
+from flags2.clients import ClientPool
 from flags2.h2transport import HTTP2Transport
-
-
-@pytest.fixture
-def silent_tls_port() -> Iterator[int]:
-    """A listener that accepts and never answers: a TLS handshake waits on it."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    yield listener.getsockname()[1]
-    listener.close()
+from flags2.settings import Settings
+from tests.helpers import TLSServer
 
 
 def test_closing_with_a_request_in_flight_ends_its_wait(silent_tls_port: int) -> None:
@@ -46,3 +41,24 @@ def test_closing_with_a_request_in_flight_ends_its_wait(silent_tls_port: int) ->
     assert len(outcome) == 1 and isinstance(outcome[0], httpx.ReadError)
     with pytest.raises(httpx.ConnectError, match="closed"):
         transport.handle_request(request)  # nothing starts after the close
+
+
+def test_a_blocking_run_s_clients_share_one_loop_thread(
+    trusted: str, tls_server: TLSServer
+) -> None:
+    # Each client holds at most STREAMS_PER_CONNECTION slots; their HTTP/2
+    # work is all on one private loop, not one loop thread per client.
+    settings = Settings(
+        base_url=f"{tls_server.url}/flags", concurrency=2 * STREAMS_PER_CONNECTION
+    )
+    with ClientPool(settings) as pool, contextlib.ExitStack() as leases:
+        clients = {
+            leases.enter_context(pool.lease())
+            for _ in range(2 * STREAMS_PER_CONNECTION)
+        }
+        assert len(clients) == 2
+        for client in clients:
+            assert client.get(f"{tls_server.url}/flags/br/br.gif").status_code == 200
+        loops = [t for t in threading.enumerate() if t.name == "flags2-http2"]
+        assert len(loops) == 1
+    assert not any(t.name == "flags2-http2" for t in threading.enumerate())

@@ -1,0 +1,147 @@
+"""TLS for the lean transports, and the one look at what an https server speaks.
+
+The lean transports (:mod:`flags2.clients`, :mod:`flags2.aioclients`) carry
+https over HTTP/1.1 with the context httpx2 itself would build
+(``httpx.create_ssl_context()``: ``SSL_CERT_FILE``, ``SSL_CERT_DIR``, the
+system store or truststore), offering only ``http/1.1`` by ALPN, since they
+speak nothing else. They present the host's IDNA A-label as the server name,
+the name they connect to and the Host header carries. A handshake that fails
+is httpx's ``ConnectError`` raised from the ssl error, as httpx2's own
+transport raises it, so :func:`flags2.failures.cause_of` finds the
+certificate's fault in the chain either way.
+
+:func:`negotiated` is one connection made before a run that offers HTTP/2
+(see :class:`flags2.clientplan.ClientPlan`): the server's ALPN answer decides
+whether the run's requests are HTTP/2 streams (httpx2's transport) or HTTP/1.1
+on the lean transport's keep-alive connections. One handshake costs what one
+more connection costs, and it saves an HTTP/1.1-only server from httpx2's pool
+of many small clients.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+
+import httpx2 as httpx
+
+__all__ = ["HTTP1_ONLY", "TLSLayer", "lean_context", "negotiated", "tls_connect_error"]
+
+HTTP1_ONLY = ["http/1.1"]
+_BOTH = ["h2", "http/1.1"]
+
+
+def lean_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    """httpx2's context for `verify`, offering HTTP/1.1 only (ALPN).
+
+    A context given is used as it is, but for its ALPN offer: httpcore sets
+    the offer again on every connection it makes, so sharing it is safe.
+    """
+    context = httpx.create_ssl_context(verify)
+    context.set_alpn_protocols(HTTP1_ONLY)
+    return context
+
+
+class TLSLayer:
+    """TLS for an ``asyncio.Protocol`` that is its own TLS layer: ssl's memory BIOs.
+
+    asyncio's own TLS transport keeps a 256 KiB read buffer per connection:
+    at ``-m 1000`` that is a quarter of a gigabyte for 12 KB flags. Here the
+    protocol hands what arrives to :meth:`put`, drives :meth:`handshake`, reads
+    :meth:`plaintext` and writes :meth:`outgoing` (and :meth:`encrypt`), all
+    ssl's public ``SSLObject`` API, as httpcore's blocking TLS-in-TLS does.
+    """
+
+    __slots__ = ("_in", "_obj", "_out", "ended")
+
+    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._obj = context.wrap_bio(self._in, self._out, server_hostname=host)
+        self.ended = False
+        """The server said close_notify: nothing more will come."""
+
+    def put(self, data: bytes) -> None:
+        """Bytes from the network, to be read by the handshake or as plaintext."""
+        self._in.write(data)
+
+    def handshake(self) -> bool:
+        """Advance the handshake: True once it is done; ssl.SSLError if it fails."""
+        try:
+            self._obj.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        return True
+
+    def plaintext(self) -> bytes:
+        """What the bytes put so far decrypt to; b"" for records that carry no
+        data (a session ticket). ssl.SSLError for a record that is not TLS."""
+        chunks = []
+        while True:
+            try:
+                chunk = self._obj.read(_READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.ended = True
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def encrypt(self, data: bytes) -> bytes:
+        """`data` as records to send (with anything else due out first)."""
+        self._obj.write(data)
+        return self._out.read()
+
+    def outgoing(self) -> bytes:
+        """Bytes the TLS layer itself has to send (handshake, alerts)."""
+        return self._out.read()
+
+
+_READ_SIZE = 65536
+
+
+def tls_connect_error(exc: ssl.SSLError) -> httpx.ConnectError:
+    """A failed handshake in httpx's words; raise it ``from exc``."""
+    return httpx.ConnectError(str(exc))
+
+
+def negotiated(
+    base_url: str, context: ssl.SSLContext, timeout: float | None
+) -> str | None:
+    """What the server of `base_url` answers to an offer of h2 and http/1.1.
+
+    ``"h2"``, ``"http/1.1"`` (also for a server that does not use ALPN), or
+    None when no handshake completed within `timeout` (refused, not trusted,
+    silent): the run's own requests then meet the same failure in httpx2's
+    words, as they did before there was a probe. The lookup, the connection
+    and the handshake together get `timeout`, in a daemon thread that a probe
+    given up on leaves behind (``getaddrinfo`` cannot be interrupted); its
+    answer is then ignored. The offer stays on `context`: httpcore sets its
+    own on each connection, and :func:`lean_context` sets HTTP/1.1 only.
+    """
+    url = httpx.URL(base_url)
+    try:
+        host = url.raw_host.decode("ascii")
+    except UnicodeError:
+        return None
+    context.set_alpn_protocols(_BOTH)
+    answer: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            with (
+                socket.create_connection((host, url.port or 443), timeout) as sock,
+                context.wrap_socket(sock, server_hostname=host) as tls,
+            ):
+                answer.append(tls.selected_alpn_protocol() or "http/1.1")
+        except (OSError, UnicodeError):
+            answer.append(None)
+
+    probe = threading.Thread(target=ask, name="flags2-probe", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return answer[0] if answer else None

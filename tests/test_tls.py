@@ -1,0 +1,364 @@
+"""https on the lean transports: TLS, keep-alive, the idle check, the ALPN probe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import select
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from pytest_httpserver import HTTPServer
+
+from flags2.aioclients import AsyncPlainHTTPTransport
+from flags2.clientplan import STREAMS_PER_CONNECTION, ClientPlan
+from flags2.clients import PlainHTTPTransport, _Conn
+from flags2.runner import run
+from flags2.settings import Settings
+from flags2.status import DownloadStatus
+from flags2.tls import lean_context, negotiated
+from tests.helpers import MODES, Answers, KeptAlive, RunFn, TLSServer, flag_bytes
+
+_GIF = flag_bytes("BR")
+_GOOD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nContent-Length: %d\r\n\r\n"
+    % len(_GIF)
+    + _GIF
+)
+_404 = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
+_408 = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+
+
+def _run(
+    mode: str, base_url: str, dest: Path, json_path: Path, **options: Any
+) -> tuple[int, dict[str, Any]]:
+    """A whole run (runner.run) with its --json record read back."""
+    fields: dict[str, Any] = {"concurrency": 2}
+    fields.update(options)
+    codes = sorted(fields.pop("codes", ["BR", "CN", "IN", "US", "ZZ"]))
+    settings = Settings(base_url=base_url, site="CUSTOM", dest=dest, timeout=5.0,
+                        **fields)  # fmt: skip
+    code = run(mode, codes, settings, json_path=str(json_path), serve=False)
+    return code, json.loads(json_path.read_text())
+
+
+# -- which transport an https run takes ----------------------------------------
+
+
+def _plan(base_url: str, **options: Any) -> ClientPlan:
+    return ClientPlan.for_run(Settings(base_url=base_url, concurrency=1000, **options))
+
+
+def test_the_alpn_answer_picks_the_transport(
+    trusted: str, test_ca: tuple[str, str], tls_server: TLSServer
+) -> None:
+    h2 = _plan(f"{tls_server.url}/flags")
+    assert h2.http2 and not h2.lean
+    assert len(h2.sizes) == 1000 // STREAMS_PER_CONNECTION
+    with TLSServer(test_ca[1], protocols=("http/1.1",)) as only_http1:
+        plan = _plan(f"{only_http1.url}/flags")
+    assert plan.lean and plan.sizes == [1000]  # one client holds every slot
+    assert len(only_http1.clients) == 0  # the probe sent no request
+
+
+def test_http1_1_asked_for_is_lean_with_no_probe(
+    trusted: str, tls_server: TLSServer
+) -> None:
+    plan = _plan(f"{tls_server.url}/flags", http2=False)
+    assert plan.lean and plan.sizes == [1000] and plan.lean_tls
+
+
+def test_a_failed_probe_leaves_the_run_to_httpx2(
+    trusted: str, closed_port: int
+) -> None:
+    # Refused (or untrusted, or silent): the requests say why in httpx2's words.
+    plan = _plan(f"https://localhost:{closed_port}/flags")
+    assert plan.http2 and not plan.lean
+
+
+def test_a_probe_that_gets_no_answer_gives_up_within_its_timeout(
+    trusted: str, silent_tls_port: int
+) -> None:
+    url = f"https://127.0.0.1:{silent_tls_port}/flags"
+    assert negotiated(url, lean_context(True), 0.2) is None
+
+
+def test_a_proxy_for_https_keeps_httpx2_transport(
+    trusted: str, tls_server: TLSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    for http2 in (True, False):
+        plan = _plan(f"{tls_server.url}/flags", http2=http2)
+        assert not plan.lean and not plan.http2
+    # A plain-http run still goes lean, but hands https (a redirect) to httpx2.
+    assert not _plan("http://127.0.0.1:8000/flags").lean_tls
+
+
+# -- whole runs over TLS on the lean transports ---------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_http1_1_over_tls_keeps_connections_alive(
+    mode: str, trusted: str, tls_server: TLSServer, dest: Path, tmp_path: Path
+) -> None:
+    code, record = _run(
+        mode, f"{tls_server.url}/flags", dest, tmp_path / "r", http2=False
+    )
+    assert code == 0
+    assert record["counts"]["OK"] == 4 and record["counts"]["NOT_FOUND"] == 1
+    assert {flag["http_version"] for flag in record["flags"]} == {"HTTP/1.1"}
+    assert tls_server.versions == {"1.1"}
+    assert 1 <= len(tls_server.clients) <= 2 < 5  # 5 requests, 2 slots
+    assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_http1_1_only_server_is_served_on_kept_alive_connections(
+    mode: str, trusted: str, test_ca: tuple[str, str], dest: Path, tmp_path: Path
+) -> None:
+    # HTTP/2 offered, HTTP/1.1 answered: the lean transport, not a pool of
+    # clients each with its own connections.
+    with TLSServer(test_ca[1], protocols=("http/1.1",)) as server:
+        code, record = _run(
+            mode, f"{server.url}/flags", dest, tmp_path / "r", concurrency=1
+        )
+    assert code == 0 and record["counts"]["OK"] == 4
+    assert {flag["http_version"] for flag in record["flags"]} == {"HTTP/1.1"}
+    assert len(server.clients) == 1  # one connection carried all 5 requests
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_redirect_from_http_to_https_is_followed(
+    mode: str, trusted: str, tls_server: TLSServer, httpserver: HTTPServer,
+    dest: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    target = f"{tls_server.url}/flags/br/br.gif"
+    httpserver.expect_request("/flags/br/br.gif").respond_with_data(
+        "", status=301, headers={"Location": target}
+    )
+    code, record = _run(
+        mode, httpserver.url_for("/flags"), dest, tmp_path / "r", codes=["BR"]
+    )
+    assert code == 0
+    (flag,) = record["flags"]
+    assert flag["status"] == "OK" and flag["final_url"] == target
+    assert flag["http_version"] == "HTTP/1.1"
+    assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
+
+
+def test_a_kept_alive_tls_connection_the_server_closed_is_retried(
+    run_mode: RunFn,
+    trusted: str,
+    test_ca: tuple[str, str],
+    kept_alive: Callable[..., KeptAlive],
+) -> None:
+    # The second request meets a close on the reused connection (the server's
+    # keep-alive timeout raced it): a fresh connection, not an error.
+    server = kept_alive([[(0, _GOOD)], [(0, b"")], [(0, _GOOD)]], test_ca[1])
+    tracker = run_mode(["BR", "CN"], base_url=server.url, concurrency=1, http2=False)
+    assert tracker.counter[DownloadStatus.OK] == 2
+    assert tracker.counter[DownloadStatus.ERROR] == 0
+    assert [number for number, _ in server.requests] == [1, 1, 2]
+
+
+def test_a_tls_connection_closed_while_idle_is_replaced(
+    run_mode: RunFn,
+    trusted: str,
+    test_ca: tuple[str, str],
+    kept_alive: Callable[..., KeptAlive],
+) -> None:
+    server = kept_alive([[(0, _GOOD), (0, b"")], [(0, _GOOD)]], test_ca[1])
+    tracker = run_mode(["BR", "CN"], base_url=server.url, concurrency=1, http2=False)
+    assert tracker.counter[DownloadStatus.OK] == 2
+    assert server.connections == 2
+
+
+def test_bytes_sent_while_idle_over_tls_are_never_read_as_the_next_answer(
+    trusted: str,
+    test_ca: tuple[str, str],
+    kept_alive: Callable[[Answers, str], KeptAlive],
+) -> None:
+    for kind in ("blocking", "async"):
+        server = kept_alive([[(0.0, _404), (0.05, _408)], [(0.0, _404)]], test_ca[1])
+        url = server.url + "/zz/zz.gif"
+        if kind == "blocking":
+            with httpx.Client(transport=PlainHTTPTransport()) as client:
+                first = client.get(url).status_code
+                for _ in range(2):
+                    assert server.sent.acquire(timeout=10)
+                second = client.get(url).status_code
+        else:
+
+            async def twice(url: str = url, server: KeptAlive = server) -> list[int]:
+                transport = AsyncPlainHTTPTransport()
+                async with httpx.AsyncClient(transport=transport) as client:
+                    first = (await client.get(url)).status_code
+                    for _ in range(2):
+                        assert await asyncio.to_thread(server.sent.acquire, True, 10)
+                    await asyncio.sleep(0.05)  # let the loop read what arrived
+                    return [first, (await client.get(url)).status_code]
+
+            first, second = asyncio.run(twice())
+        assert (first, second) == (404, 404), kind
+        assert server.connections == 2, kind  # the dirty one was dropped
+
+
+def test_keep_alive_over_tls_reuses_one_connection(
+    trusted: str,
+    test_ca: tuple[str, str],
+    kept_alive: Callable[[Answers, str], KeptAlive],
+) -> None:
+    # Session tickets arrive after the handshake: no byte, so no reason to drop it.
+    for kind in ("blocking", "async"):
+        server = kept_alive([[(0.0, _404)]] * 3, test_ca[1])
+        url = server.url + "/zz/zz.gif"
+        if kind == "blocking":
+            with httpx.Client(transport=PlainHTTPTransport()) as client:
+                answers = [client.get(url) for _ in range(3)]
+        else:
+
+            async def thrice(url: str = url) -> list[httpx.Response]:
+                transport = AsyncPlainHTTPTransport()
+                async with httpx.AsyncClient(transport=transport) as client:
+                    return [await client.get(url) for _ in range(3)]
+
+            answers = asyncio.run(thrice())
+        assert [a.status_code for a in answers] == [404] * 3, kind
+        assert {a.extensions["http_version"] for a in answers} == {b"HTTP/1.1"}
+        assert server.connections == 1, kind
+
+
+# -- the blocking idle check on an SSLSocket -----------------------------------
+
+
+@pytest.fixture
+def tls_pair(
+    trusted: str, test_ca: tuple[str, str]
+) -> Iterator[Callable[[], tuple[ssl.SSLSocket, ssl.SSLSocket]]]:
+    """Connected (client, server) TLS 1.3 sockets: the server sends tickets."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.minimum_version = ssl.TLSVersion.TLSv1_3
+    server_context.load_cert_chain(test_ca[1])
+    client_context = lean_context(True)
+    opened: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def connect() -> tuple[ssl.SSLSocket, ssl.SSLSocket]:
+        raw = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        client = client_context.wrap_socket(
+            raw, server_hostname="localhost", do_handshake_on_connect=False
+        )
+        opened.append(client)
+        client.setblocking(False)
+        server = server_context.wrap_socket(
+            accepted, server_side=True, do_handshake_on_connect=False
+        )
+        opened.append(server)
+        server.setblocking(False)
+        for _ in range(100):  # both sides in one thread, each step non-blocking
+            done = 0
+            for side in (client, server):
+                try:
+                    side.do_handshake()
+                    done += 1
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    select.select([side], [], [], 0.1)
+            if done == 2:
+                break
+        client.setblocking(True)
+        server.setblocking(True)
+        return client, server
+
+    yield connect
+    for sock in opened:
+        sock.close()
+    listener.close()
+
+
+def _readable(sock: socket.socket) -> None:
+    # The peer's records reach a loopback socket at once; wait anyway.
+    assert select.select([sock], [], [], 5)[0]
+
+
+def test_the_idle_check_reads_the_tls_layer(
+    tls_pair: Callable[[], tuple[ssl.SSLSocket, ssl.SSLSocket]],
+) -> None:
+    for peer_does in ("tickets only", "sends", "close_notify", "closes"):
+        client, server = tls_pair()
+        conn = _Conn(client, ("https", "localhost", 443))
+        if peer_does == "sends":
+            server.sendall(_408)
+        elif peer_does == "close_notify":
+            server.setblocking(False)
+            with contextlib.suppress(ssl.SSLWantReadError):
+                server.unwrap()
+        elif peer_does == "closes":
+            server.close()
+        _readable(client)  # tickets, at least, are on their way
+        assert conn.idle_and_open() is (peer_does == "tickets only"), peer_does
+
+
+def test_a_byte_already_decrypted_is_never_lent_again(
+    tls_pair: Callable[[], tuple[ssl.SSLSocket, ssl.SSLSocket]],
+) -> None:
+    # Two records' worth in one: the first answer read, the rest buffered
+    # inside the TLS layer (pending), where no peek at the socket sees it.
+    client, server = tls_pair()
+    server.sendall(_404 + _408)
+    client.settimeout(5)
+    assert client.recv(len(_404)) == _404
+    assert client.pending()
+    assert not _Conn(client, ("https", "localhost", 443)).idle_and_open()
+
+
+def test_a_handshake_that_never_ends_is_a_connect_timeout(
+    trusted: str, silent_tls_port: int
+) -> None:
+    # The TLS handshake is part of the connection: its deadline is --timeout's.
+    url = f"https://127.0.0.1:{silent_tls_port}/flags/br/br.gif"
+    timeout = httpx.Timeout(5.0, connect=0.2)
+    with (
+        httpx.Client(transport=PlainHTTPTransport(), timeout=timeout) as client,
+        pytest.raises(httpx.ConnectTimeout),
+    ):
+        client.get(url)
+
+    async def once() -> None:
+        transport = AsyncPlainHTTPTransport()
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            await client.get(url)
+
+    with pytest.raises(httpx.ConnectTimeout):
+        asyncio.run(once())
+
+
+def test_an_untrusted_certificate_is_a_connect_error_from_the_ssl_error(
+    test_ca: tuple[str, str],
+    kept_alive: Callable[[Answers, str], KeptAlive],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As httpx2's own transport raises it: failures.cause_of reads the chain.
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    url = kept_alive([], test_ca[1]).url + "/br/br.gif"
+    with (
+        httpx.Client(transport=PlainHTTPTransport()) as client,
+        pytest.raises(httpx.ConnectError) as blocking,
+    ):
+        client.get(url)
+
+    async def once() -> None:
+        async with httpx.AsyncClient(transport=AsyncPlainHTTPTransport()) as client:
+            await client.get(url)
+
+    with pytest.raises(httpx.ConnectError) as in_asyncio:
+        asyncio.run(once())
+    for raised in (blocking.value, in_asyncio.value):
+        assert isinstance(raised.__cause__, ssl.SSLCertVerificationError)
