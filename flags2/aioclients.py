@@ -271,7 +271,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                 answer.status,
                 headers=answer.headers,
                 stream=httpx.ByteStream(bytes(answer.body)),
-                extensions=answer.extensions(),
+                extensions=answer.extensions(conn if key[0] == "https" else None),
             )
 
     async def _connect(self, key: _Key, timeout: float | None) -> _Connection:

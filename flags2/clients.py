@@ -157,7 +157,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
                 answer.status,
                 headers=answer.headers,
                 stream=httpx.ByteStream(bytes(answer.body)),
-                extensions=answer.extensions(),
+                extensions=answer.extensions(conn if key[0] == "https" else None),
             )
 
     def _exchange(

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2 as httpx
 
 from flags2.failures import cause_of
+from flags2.http11 import CONNECTION
 from flags2.metadata import BadMetadata, country_name
 from flags2.pace import Pace
 from flags2.retryafter import retry_after
@@ -261,7 +262,10 @@ class _Flag:
         version = resp.extensions.get("http_version")
         if isinstance(version, bytes):
             self.http_version = version.decode("ascii", "replace")
-        stream = resp.extensions.get("network_stream")
+        # httpx's transport names its stream; the lean ones their TLS connection.
+        stream = resp.extensions.get("network_stream") or resp.extensions.get(
+            CONNECTION
+        )
         if stream is not None and stream not in self.connections:
             self.connections += (stream,)
         self.final_url = str(resp.url) if resp.history else None

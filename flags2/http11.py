@@ -33,6 +33,7 @@ import httptools
 import httpx2 as httpx
 
 __all__ = [
+    "CONNECTION",
     "MAX_BODY",
     "MAX_HEAD",
     "RECV_SIZE",
@@ -42,6 +43,15 @@ __all__ = [
     "request_head",
     "request_timeouts",
 ]
+
+CONNECTION = "flags2.connection"
+"""The response extension naming the TLS connection an answer came on.
+
+Opaque: only its identity means anything, so a run can say over how many
+connections its https answers came ("HTTP/1.1 over 12 connections."), as
+httpx's ``network_stream`` lets it say for its own transport. Plain http does
+not set it: the book's report for the bundled servers stays as printed.
+"""
 
 MAX_HEAD = 64 * 1024
 """Bytes of a response head, and of what may come between two body bytes."""
@@ -245,8 +255,12 @@ class Answer:
         self._error = httpx.RemoteProtocolError(message)
         raise _Stop
 
-    def extensions(self) -> dict[str, Any]:
-        return {"http_version": self.version, "reason_phrase": self.reason.strip()}
+    def extensions(self, connection: object = None) -> dict[str, Any]:
+        """httpx's response extensions, and `connection` (if any) as CONNECTION."""
+        found = {"http_version": self.version, "reason_phrase": self.reason.strip()}
+        if connection is not None:
+            found[CONNECTION] = connection
+        return found
 
 
 _TOO_BIG = f"response body over {MAX_BODY} bytes: not a flag"
