@@ -14,7 +14,7 @@ Temporaries that a killed run left behind (``.BR.gif.k2j4x9ab.part``, or
 ``.Brazil.gif.k2j4x9ab.flags2.part`` with ``--names``) are removed when a new
 Saver starts in the folder; a temporary is locked while it is written, so a
 run working in the same folder keeps its own, and a save whose temporary was
-swept in the instant before its lock (mkstemp shows the file first) writes
+swept in the instant before its lock (it is visible first) writes
 it again under a new name. Running out of descriptors (EMFILE) is a wait.
 
 With ``--names`` a file name comes from the server (``metadata.json``), so it
@@ -27,12 +27,12 @@ GIF, by the same check a download passes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import stat
 import sys
-import tempfile
 import threading
 import time
 import unicodedata
@@ -57,10 +57,10 @@ __all__ = [
 
 GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 
-# mkstemp creates files readable by their owner only; a flag should get the
-# mode any new file gets. Read once, at import, while no thread can race it.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+# A new temporary: never an existing file (nor a link's target), binary on
+# Windows; os.open makes descriptors non-inheritable by itself (PEP 446).
+_CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_NAME_TRIES = 100  # 32 random bits a name: a clash is retried, never shown
 
 # How often a save is tried when a starting run sweeps its temporaries each
 # time. Out of descriptors, a save waits (portable.DESCRIPTOR_WAIT) for another
@@ -71,7 +71,7 @@ _SWEPT_TRIES = 3
 _REPLACE_OPEN = sys.platform != "win32"
 # Write errors that do not depend on the flag: the next save would fail alike.
 FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES})
-# Exactly the temporaries save() creates: mkstemp's random part between them.
+# Exactly the temporaries save() creates: a random part between them.
 # A country name's temporary ends differently, so that the sweep can tell it
 # from a user's file without knowing the names.
 _PREFIX, _SUFFIX, _NAME_SUFFIX = ".{}.", ".part", ".flags2.part"
@@ -79,7 +79,7 @@ _TEMPORARY = re.compile(
     r"\.[A-Z]{2}\.gif\.[a-z0-9_]+\.part|\.[^/]+\.gif\.[a-z0-9_]{8}\.flags2\.part"
 )
 _CODE_FILE = re.compile(r"[A-Z]{2}\.gif")
-# A file name, and so its temporary (the name, its dots, mkstemp's 8 random
+# A file name, and so its temporary (the name, its dots, the 8 random
 # characters and the suffix: 22 bytes more), must fit the 255 bytes of a name.
 MAX_NAME_BYTES = 255 - len(_PREFIX.format("")) - 8 - len(_NAME_SUFFIX)
 # Controls, invisible formatting (a right-to-left override), lone surrogates,
@@ -235,6 +235,7 @@ class Saver:
 
     def __init__(self, dest: Path, *, sweep: bool = True) -> None:
         self.dest = dest
+        self._folder = os.fspath(dest)
         # Held for a whole write, so cancel() never races a half-written file.
         self._lock = threading.Lock()
         self._cancelled = False
@@ -273,28 +274,27 @@ class Saver:
     def _write(self, body: bytes, filename: str, suffix: str, *, last: bool) -> bool:
         """One try at a save; False if a starting run swept its temporary.
 
-        mkstemp makes the file visible before it is locked, and a sweep can
-        take it in that instant (or, where a closed file is what os.replace
-        needs, just before the replace): the write then went to a name that
-        is gone, so it is done again under a new one.
+        The temporary is visible before it is locked, and a sweep can take it
+        in that instant (or, where a closed file is what os.replace needs,
+        just before the replace): the write then went to a name that is gone,
+        so it is done again under a new one.
         """
         fd, tmp = self._temporary(filename, suffix)
         try:
             portable.lock(fd)  # held until the file is in place
-            portable.set_mode(fd, Path(tmp), 0o666 & ~_UMASK)
-            with open(fd, "wb", closefd=False) as file:
-                file.write(body)
+            _write_all(fd, body)
             if not _REPLACE_OPEN:
                 os.close(fd)
                 fd = -1
             try:
-                os.replace(tmp, self.dest / filename)
+                os.replace(tmp, os.path.join(self._folder, filename))
             except FileNotFoundError:
                 if last or os.path.lexists(tmp):
                     raise
                 return False  # swept: try again under a new name
         except BaseException as exc:  # KeyboardInterrupt too: no .part survives
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             if isinstance(exc, OSError):
                 self._fail(exc, filename)
             raise
@@ -307,9 +307,7 @@ class Saver:
         """A new temporary for `filename`, waiting while descriptors run out."""
         while True:
             try:
-                return tempfile.mkstemp(
-                    dir=self.dest, prefix=_PREFIX.format(filename), suffix=suffix
-                )
+                return _create_temporary(self._folder, _PREFIX.format(filename), suffix)
             except OSError as exc:
                 if portable.out_of_descriptors(exc):
                     # Another flag gives its descriptor back soon: a wait, never
@@ -377,6 +375,30 @@ class Saver:
         """Refuse further writes; the lock means none is half done."""
         with self._lock:
             self._cancelled = True
+
+
+def _create_temporary(folder: str, prefix: str, suffix: str) -> tuple[int, str]:
+    """A new file ``prefix + 8 random characters + suffix`` in `folder`, open.
+
+    What ``tempfile.mkstemp`` does (a new name, O_EXCL, never inherited by a
+    child) in one system call and a random draw, not six: its file is private
+    (0600), and a flag must get the mode any new file gets, which its
+    creation mode (0666 less the umask, by the kernel) gives without a chmod.
+    """
+    for _ in range(_NAME_TRIES):
+        path = os.path.join(folder, f"{prefix}{os.urandom(4).hex()}{suffix}")
+        try:
+            return os.open(path, _CREATE, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", folder)
+
+
+def _write_all(fd: int, body: bytes) -> None:
+    """os.write until all of `body` is written (a short write: the rest again)."""
+    view = memoryview(body)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _check_single_name(filename: str) -> None:

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
 import os
 import stat
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,13 +155,13 @@ def test_a_saver_for_a_missing_folder_sweeps_nothing(tmp_path: Path) -> None:
     assert Saver(tmp_path / "not-yet").swept == 0
 
 
-class _FullDisk(io.BytesIO):
-    def __init__(self, code: int) -> None:
-        super().__init__()
-        self.code = code
+def _failing_write(code: int) -> Callable[[int, bytes], None]:
+    """A stand-in for the save's write that meets `code` (ENOSPC...)."""
 
-    def write(self, data: object) -> int:
-        raise OSError(self.code, os.strerror(self.code))
+    def write(fd: int, body: bytes) -> None:
+        raise OSError(code, os.strerror(code))
+
+    return write
 
 
 @pytest.mark.parametrize("code", sorted(FATAL_ERRNOS))
@@ -170,7 +169,7 @@ def test_a_write_error_every_flag_would_meet_cancels_the_saver(
     dest: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     saver = Saver(dest)
-    monkeypatch.setattr(save, "open", lambda *a, **k: _FullDisk(code), raising=False)
+    monkeypatch.setattr(save, "_write_all", _failing_write(code))
     with pytest.raises(OSError) as caught:
         saver.save(b"GIF89a", "BR.gif")
     assert caught.value.errno == code
@@ -184,9 +183,7 @@ def test_a_write_error_of_one_file_does_not_cancel(
     dest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     saver = Saver(dest)
-    monkeypatch.setattr(
-        save, "open", lambda *a, **k: _FullDisk(errno.EIO), raising=False
-    )
+    monkeypatch.setattr(save, "_write_all", _failing_write(errno.EIO))
     with pytest.raises(OSError):
         saver.save(b"GIF89a", "BR.gif")
     monkeypatch.undo()
@@ -203,7 +200,7 @@ def test_a_temporary_that_cannot_be_created_cancels_too(
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     saver = Saver(dest)
-    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(save, "_create_temporary", read_only)
     with pytest.raises(OSError):
         saver.save(b"GIF89a", "BR.gif")
     assert saver.failed is not None and saver.failed.errno == errno.EROFS
@@ -339,24 +336,24 @@ def test_a_process_pool_worker_saver_never_sweeps(dest: Path) -> None:
 def test_a_temporary_swept_before_its_lock_is_written_again(
     dest: Path, monkeypatch: pytest.MonkeyPatch, replace_open: bool
 ) -> None:
-    # mkstemp shows the file before the save can lock it: a run starting in
-    # that instant sweeps it. Forced here by sweeping from inside mkstemp (and,
-    # where the file is closed before os.replace, from inside the replace).
-    mkstemp, replace = tempfile.mkstemp, os.replace
+    # The temporary is visible before the save can lock it: a run starting in
+    # that instant sweeps it. Forced here by sweeping from inside its creation
+    # (and, where the file is closed before os.replace, from inside the replace).
+    mkstemp, replace = save._create_temporary, os.replace
     sweeps: list[int] = []
 
     def create_then_sweep(*args: object, **kwargs: object) -> tuple[int, str]:
-        made = mkstemp(*args, **kwargs)  # type: ignore[call-overload]
+        made = mkstemp(*args, **kwargs)  # type: ignore[arg-type]
         if not sweeps:
             sweeps.append(Saver(dest).swept)  # another run starting here
-        return made  # type: ignore[no-any-return]
+        return made
 
     def sweep_then_replace(src: str, dst: str) -> None:
         if len(sweeps) == 1:
             sweeps.append(Saver(dest).swept)
         replace(src, dst)
 
-    monkeypatch.setattr(tempfile, "mkstemp", create_then_sweep)
+    monkeypatch.setattr(save, "_create_temporary", create_then_sweep)
     if not replace_open:
         monkeypatch.setattr(save, "_REPLACE_OPEN", False)
         monkeypatch.setattr(os, "replace", sweep_then_replace)
@@ -370,16 +367,47 @@ def test_a_temporary_swept_before_its_lock_is_written_again(
 def test_a_save_out_of_descriptors_waits_instead_of_failing(
     dest: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mkstemp, calls = tempfile.mkstemp, []
+    mkstemp, calls = save._create_temporary, []
 
     def exhausted(*args: object, **kwargs: object) -> tuple[int, str]:
         calls.append(1)
         if len(calls) < 3:  # another flag gives its descriptor back soon
             raise OSError(errno.EMFILE, "Too many open files")
-        return mkstemp(*args, **kwargs)  # type: ignore[call-overload,no-any-return]
+        return mkstemp(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tempfile, "mkstemp", exhausted)
+    monkeypatch.setattr(save, "_create_temporary", exhausted)
     saver = Saver(dest)
     assert saver.save(flag_bytes("BR"), "BR.gif")
     assert len(calls) == 3 and saver.failed is None
+    assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
+
+
+def test_a_short_write_is_finished(dest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write = os.write
+
+    def at_most_100(fd: int, data: bytes) -> int:
+        return write(fd, data[:100])  # as a disk nearly full, or a signal, may
+
+    monkeypatch.setattr(os, "write", at_most_100)
+    body = flag_bytes("BR")
+    assert Saver(dest).save(body, "BR.gif")
+    monkeypatch.undo()
+    assert (dest / "BR.gif").read_bytes() == body
+    assert leftovers(dest) == []
+
+
+def test_a_temporary_name_in_use_is_never_taken(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another run's live temporary, and a user's link, under the first names
+    # drawn: the save takes neither (O_EXCL) and draws again.
+    draws = iter([bytes.fromhex("00000001"), bytes.fromhex("00000002")])
+    urandom = os.urandom
+    monkeypatch.setattr(os, "urandom", lambda n: next(draws, None) or urandom(n))
+    (dest / ".BR.gif.00000001.part").write_bytes(b"theirs")
+    (dest / "target").write_text("keep")
+    (dest / ".BR.gif.00000002.part").symlink_to(dest / "target")
+    assert Saver(dest, sweep=False).save(flag_bytes("BR"), "BR.gif")
+    assert (dest / ".BR.gif.00000001.part").read_bytes() == b"theirs"
+    assert (dest / "target").read_text() == "keep"
     assert (dest / "BR.gif").read_bytes() == flag_bytes("BR")
