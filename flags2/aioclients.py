@@ -39,12 +39,12 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection; ``data_received`` feeds the answer's parser.
 
     The pattern uvicorn uses: no StreamReader between the socket and the
-    parser, and one timer per exchange (moved on, not replaced, as body bytes
-    arrive). Bytes that arrive while the connection is idle (a late 408, a
-    second answer) mark it dirty: it is never lent again. Over https the
-    protocol is its own TLS layer (:class:`flags2.tls.TLSLayer`): records
-    that carry no data (a session ticket) leave an idle connection clean, a
-    close_notify ends it.
+    parser, and one timer per connection (moved on, not replaced, as body
+    bytes arrive and as exchanges follow each other). Bytes that arrive while
+    the connection is idle (a late 408, a second answer) mark it dirty: it is
+    never lent again. Over https the protocol is its own TLS layer
+    (:class:`flags2.tls.TLSLayer`): records that carry no data (a session
+    ticket) leave an idle connection clean, a close_notify ends it.
     """
 
     def __init__(
@@ -163,14 +163,16 @@ class _Connection(asyncio.Protocol):
         self._transport.write(data)
         if timeout is not None:
             # A whole head within --timeout, then each gap between body bytes.
+            # A timer still armed from an earlier exchange fires before this
+            # deadline and moves on to it: one timer per connection, not one
+            # made and cancelled per exchange.
             self._deadline = self._loop.time() + timeout
-            self._timer = self._loop.call_at(self._deadline, self._on_timer)
-        try:
-            await waiter
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            timer = self._timer
+            if timer is None or timer.when() > self._deadline:
+                if timer is not None:
+                    timer.cancel()  # a longer timeout before: too late for this
+                self._timer = self._loop.call_at(self._deadline, self._on_timer)
+        await waiter
         return answer
 
     def idle(self) -> None:
@@ -184,12 +186,17 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.dirty = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._transport is not None:
             self._transport.close()
 
     def _on_timer(self) -> None:
-        if self._waiter is None or self._waiter.done():
-            return
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._timeout is None:
+            return  # idle, or an exchange without a timeout: none is armed now
         if self._loop.time() < self._deadline:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
             return
