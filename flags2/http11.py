@@ -184,11 +184,16 @@ class Answer:
     )
 
     def __init__(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser holds this Answer's callbacks and the Answer holds the
+        # parser: a cycle, so it is dropped as soon as the answer ends or
+        # fails, and the body is freed with the last reference to the Answer,
+        # not at the next garbage collection (676 bodies at -m 1000).
+        parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | None = parser
         # A head may end its lines with a bare LF (RFC 9112, 2.2), as httpx2's
         # h11 allows; chunks and trailers may not (h11 refuses them too), so
         # the parser is made strict again once the head is read.
-        self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.status = 0
         self.reason = b""
         self.version = b"HTTP/1.1"
@@ -255,19 +260,28 @@ class Answer:
         self.reusable = False
 
     def _parse(self, data: memoryview) -> None:
+        parser = self._parser
+        if parser is None:  # stopped already: the answer ended, or failed
+            if self._error is not None:
+                raise self._error
+            return
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            self._parser = None  # stopped for good: the end, or an error
             # Our own record first: a callback that stopped the parser said why.
             if self.complete:
                 return  # stopped on the answer's last byte
             if self._error is not None:
                 raise self._error from None
-            raise httpx.RemoteProtocolError(f"malformed response: {exc}") from exc
+            self._error = httpx.RemoteProtocolError(f"malformed response: {exc}")
+            raise self._error from exc
         except httptools.HttpParserUpgrade:
-            raise httpx.RemoteProtocolError(
+            self._parser = None
+            self._error = httpx.RemoteProtocolError(
                 "unexpected protocol switch (101) in the response"
-            ) from None
+            )
+            raise self._error from None
 
     # -- httptools callbacks ---------------------------------------------------
 
@@ -286,6 +300,7 @@ class Answer:
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        assert parser is not None  # a callback runs only while it parses
         self.status = parser.get_status_code()
         if self.status < 200:
             return  # an interim answer: its end resets everything below
@@ -314,11 +329,14 @@ class Answer:
             self.headers = []
             return
         self.complete = True
+        assert self._parser is not None
         self.keep_alive = self._parser.should_keep_alive()
+        self._parser = None
         raise _Stop  # nothing after the answer is parsed
 
     def _fail(self, message: str) -> NoReturn:
         self._error = httpx.RemoteProtocolError(message)
+        self._parser = None
         raise _Stop
 
     def extensions(self, connection: object = None) -> dict[str, Any]:
