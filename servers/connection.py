@@ -62,7 +62,8 @@ class HardenedRequestHandler(SimpleHTTPRequestHandler):
     # that): a flag's head and body leave in one send, not two, which spares
     # a system call and a TCP segment on both sides of every request. What
     # must leave before a wait (100 Continue, a stall's headers) is flushed.
-    wbufsize = 64 * 1024
+    # 32 KiB holds all but the largest flags with their head.
+    wbufsize = 32 * 1024
 
     # Per-request state, reset in handle_one_request: inside do_GET/do_HEAD,
     # the status sent (or "reset"), whether /_stats counts it.
