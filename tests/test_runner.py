@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import io
 import os
 import re
 import socket
@@ -130,11 +129,6 @@ def _settings(mode: str, base_url: str, dest: Path, **options: Any) -> Settings:
     )
 
 
-class _NoSpace(io.BytesIO):
-    def write(self, data: Any) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_a_full_disk_stops_the_run_with_one_message(
     mode: str,
@@ -145,14 +139,16 @@ def test_a_full_disk_stops_the_run_with_one_message(
 ) -> None:
     codes = list(all_country_codes())[:60]
     serve_flags(httpserver, codes)
-    real_open, opened = open, []
+    real_write, written = save._write_all, []
 
-    def filling(fd: int, mode: str, closefd: bool = True) -> Any:
+    def filling(fd: int, body: bytes) -> None:
         # The OS's write fails from the fourth file on, as on a full disk.
-        opened.append(fd)
-        return real_open(fd, mode, closefd=closefd) if len(opened) <= 3 else _NoSpace()
+        written.append(fd)
+        if len(written) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(fd, body)
 
-    monkeypatch.setattr(save, "open", filling, raising=False)
+    monkeypatch.setattr(save, "_write_all", filling)
     settings = _settings(mode, httpserver.url_for("/flags"), dest)
     assert run(mode, codes, settings) == EXIT_ERRORS
     captured = capsys.readouterr()
@@ -161,7 +157,7 @@ def test_a_full_disk_stops_the_run_with_one_message(
         " the run stops here"
     ]
     assert "Traceback" not in captured.out + captured.err
-    # Each worker process has its own copy of the patched open: 3 files each.
+    # Each worker process has its own copy of the patched write: 3 files each.
     workers = settings.concurrency if mode == "processpool" else 1
     errors = re.search(r"^\s*(\d+) errors?\.$", captured.out, re.M)
     assert errors and 1 <= int(errors.group(1)) <= workers, captured.out
