@@ -341,7 +341,10 @@ class Answer:
 
     def extensions(self, connection: object = None) -> dict[str, Any]:
         """httpx's response extensions, and `connection` (if any) as CONNECTION."""
-        found = {"http_version": self.version, "reason_phrase": self.reason.strip()}
+        found: dict[str, Any] = {
+            "http_version": self.version,
+            "reason_phrase": self.reason.strip(),
+        }
         if connection is not None:
             found[CONNECTION] = connection
         return found
