@@ -165,7 +165,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
     ) -> Answer:
         sock = conn.sock
         try:
-            sock.settimeout(timeouts.get("write"))
+            _arm(sock, timeouts.get("write"))
             sock.sendall(data)
         except TimeoutError:
             raise httpx.WriteTimeout("timed out") from None
@@ -178,9 +178,11 @@ class PlainHTTPTransport(httpx.BaseTransport):
         # do not restart the clock.
         clock = _Deadline(read)
         progress = 0
+        fresh = True  # the clock has just (re)started: all of `read` is left
         try:
             while not answer.complete:
-                sock.settimeout(clock.remaining())
+                _arm(sock, read if fresh else clock.remaining())
+                fresh = False
                 chunk = sock.recv(RECV_SIZE)
                 if not chunk:
                     if conn.reused and not answer.received:
@@ -191,6 +193,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
                 if answer.progress > progress:
                     progress = answer.progress
                     clock.restart()
+                    fresh = True
         except TimeoutError:
             raise httpx.ReadTimeout("timed out") from None
         except OSError as exc:
@@ -361,6 +364,18 @@ class _Lookup:
         if self._error is not None:
             raise self._error
         return self._result
+
+
+def _arm(sock: socket.socket, timeout: float | None) -> None:
+    """Give `sock` this timeout, unless it already has exactly that one.
+
+    ``settimeout`` makes a system call whatever the value (``FIONBIO``), and
+    lets go of the GIL around it: at ``-m 1000`` each is a switch between
+    threads. A kept-alive connection's next request, and each read after
+    progress, usually wants the timeout the socket already has.
+    """
+    if sock.gettimeout() != timeout:
+        sock.settimeout(timeout)
 
 
 class _Deadline:
