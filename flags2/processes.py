@@ -26,7 +26,7 @@ What a pool of processes needs that threads do not:
 * **Start methods.** Everything a worker gets travels as initializer
   arguments, so ``fork`` and ``spawn`` (the default on macOS and Windows, and
   ``forkserver`` from Python 3.14 on Linux) behave alike. The environment
-  variable ``FLAGS2_START_METHOD`` picks one (the tests run both).
+  variable ``FLAGS2_START_METHOD`` picks one (the tests run each).
 * **Rate.** A ``--rate`` is one schedule for the whole run, as in the other
   modes: the next start time lives in shared memory, under its own lock.
 
@@ -69,8 +69,17 @@ _PARENT_POLL = 1.0  # seconds between checks of os.getppid(), the watch's backup
 
 
 def start_context() -> BaseContext:
-    """The multiprocessing context: the platform's default, or the environment's."""
-    return multiprocessing.get_context(os.environ.get(START_METHOD_ENV) or None)
+    """The multiprocessing context: the platform's default, or the environment's.
+
+    Under ``forkserver`` (Linux's default from Python 3.14 on) the server
+    imports this module before it forks any worker, so each worker starts with
+    flags2 and httpx2 loaded, as under ``fork``, instead of importing them all
+    again (about a second for ``-m 20`` on 2 cores).
+    """
+    context = multiprocessing.get_context(os.environ.get(START_METHOD_ENV) or None)
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload([__name__])
+    return context
 
 
 @dataclasses.dataclass(frozen=True)

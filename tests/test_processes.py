@@ -1,4 +1,4 @@
-"""The process-pool mode end to end, under fork and spawn, and ``--map`` in both pools.
+"""The process-pool mode end to end under each start method; ``--map`` in both pools.
 
 Runs ``python -m flags2`` as a process: a pool's workers, their start method
 and their signals only exist in a real process tree. Which processes a run
@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing import get_all_start_methods
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ from flags2.processes import START_METHOD_ENV
 from tests.helpers import flag_bytes, installed, leftovers
 from tests.test_interrupt import SAVE_SECONDS, SLOW_DISK
 
-METHODS = ["fork", "spawn"]
+# forkserver is Linux's default from Python 3.14 on (where the platform has it).
+METHODS = [m for m in ("fork", "spawn", "forkserver") if m in get_all_start_methods()]
 PROC = Path("/proc")
 needs_proc = pytest.mark.skipif(not PROC.is_dir(), reason="reads /proc (Linux)")
 
