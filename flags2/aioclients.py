@@ -298,6 +298,11 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
     async def _open_connection(self, key: _Key) -> _Connection:
         loop = asyncio.get_running_loop()
         scheme, host, port = key
+        if scheme == "https" and self._context is None:
+            # The CA store, loaded only if needed, and before any connection: a
+            # bad SSL_CERT_FILE is our error, not one to open a socket for.
+            self._context = lean_context(self._verify)
+        context = self._context if scheme == "https" else None
         addresses = await self._resolve(loop, (host, port))
         error: OSError | None = None
         for family, kind, proto, _, address in addresses:
@@ -311,15 +316,15 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                     raise
                 error = exc
                 continue
-            tls = None
-            if scheme == "https":
-                if self._context is None:  # the CA store is loaded only if needed
-                    self._context = lean_context(self._verify)
-                tls = TLSLayer(self._context, host)
-            # asyncio sets TCP_NODELAY on the transport.
-            _, conn = await loop.create_connection(
-                functools.partial(_Connection, key, loop, tls), sock=sock
-            )
+            try:
+                tls = TLSLayer(context, host) if context is not None else None
+                # asyncio sets TCP_NODELAY on the transport.
+                _, conn = await loop.create_connection(
+                    functools.partial(_Connection, key, loop, tls), sock=sock
+                )
+            except BaseException:
+                sock.close()
+                raise
             try:
                 await conn.handshake()  # within the caller's connect timeout
             except BaseException:

@@ -223,18 +223,21 @@ class PlainHTTPTransport(httpx.BaseTransport):
     def _handshake(
         self, sock: socket.socket, host: str, clock: _Deadline
     ) -> ssl.SSLSocket:
-        with self._lock:
-            if self._context is None:  # the CA store is loaded only if needed
-                self._context = lean_context(self._verify)
-            context = self._context
+        tls: ssl.SSLSocket | None = None
         try:
+            with self._lock:
+                if self._context is None:  # the CA store is loaded only if needed
+                    self._context = lean_context(self._verify)
+                context = self._context
             tls = context.wrap_socket(
                 sock, server_hostname=host, do_handshake_on_connect=False
             )
             tls.settimeout(clock.remaining())
             tls.do_handshake()
         except BaseException:
-            sock.close()
+            # wrap_socket takes the descriptor over: closing `sock` then would
+            # leave the SSLSocket open until the collector found it.
+            (sock if tls is None else tls).close()
             raise
         return tls
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import select
 import socket
 import ssl
@@ -362,3 +363,46 @@ def test_an_untrusted_certificate_is_a_connect_error_from_the_ssl_error(
         asyncio.run(once())
     for raised in (blocking.value, in_asyncio.value):
         assert isinstance(raised.__cause__, ssl.SSLCertVerificationError)
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="/proc (Linux)")
+def test_a_failed_handshake_leaves_no_socket_open(
+    trusted: str, silent_tls_port: int
+) -> None:
+    # wrap_socket takes the descriptor over: the SSLSocket is what to close.
+    # The errors are kept, as a run's results keep theirs: a socket left open
+    # would live as long as their tracebacks.
+    url = f"https://127.0.0.1:{silent_tls_port}/flags/br/br.gif"
+    timeout = httpx.Timeout(5.0, connect=0.1)
+    errors: list[httpx.HTTPError] = []
+    with httpx.Client(transport=PlainHTTPTransport(), timeout=timeout) as client:
+        before = _open_descriptors()
+        for _ in range(5):
+            with pytest.raises(httpx.ConnectTimeout) as raised:
+                client.get(url)
+            errors.append(raised.value)
+        assert _open_descriptors() == before
+
+
+def test_an_unreadable_ca_file_opens_no_connection(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The context is made before any socket: a bad SSL_CERT_FILE is a local
+    # error, with nothing connected to the server for it (nor left open).
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/flags/br/br.gif"
+
+        async def once() -> None:
+            async with httpx.AsyncClient(transport=AsyncPlainHTTPTransport()) as client:
+                await client.get(url)
+
+        with pytest.raises(httpx.ConnectError):
+            asyncio.run(once())
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # no connection was ever made
