@@ -1,7 +1,7 @@
 """The one place where POSIX-only calls sit, behind small platform-neutral helpers.
 
 flags2 runs on Linux, macOS and Windows. A few of its promises rest on calls
-that only POSIX has (``fcntl``, ``resource``, ``os.fchmod``, ``os.O_NOFOLLOW``,
+that only POSIX has (``fcntl``, ``resource``, ``os.O_NOFOLLOW``,
 ``os.getuid``, ``os.setsid``); each helper here keeps the promise by another
 route where the call is missing:
 
@@ -14,8 +14,8 @@ route where the call is missing:
   on a POSIX build without ``fcntl``), which are exclusive only, so a shared
   lock is one byte of `_SLOTS` and an exclusive one all of them: a reader-writer
   lock out of exclusive ones, in the standard library on every system.
-* `set_mode`, `open_no_follow`, `NONBLOCK`: a file's mode, an open that
-  refuses a symbolic link, and "never wait on a fifo".
+* `open_no_follow`, `NONBLOCK`: an open that refuses a symbolic link, and
+  "never wait on a fifo".
 * `private_dir`: a per-user folder at a fixed place, whatever ``TMPDIR`` says,
   created safely (owned by the user, mode 0700, not a link).
 * `CAN_WAIT4`: whether ``os.wait4`` gives a child's rusage, which the
@@ -63,7 +63,6 @@ __all__ = [
     "peak_rss_kib",
     "private_dir",
     "raise_open_file_limit",
-    "set_mode",
     "sigint_held",
 ]
 
@@ -228,18 +227,6 @@ def _range_locker() -> Callable[[int, int, int], bool]:
         return True
 
     return try_range
-
-
-def set_mode(fd: int, path: Path, mode: int) -> None:
-    """Give the open file `fd` (at `path`) permission bits `mode`.
-
-    ``os.fchmod`` where it exists; ``os.chmod`` on the path elsewhere (Windows
-    keeps only the read-only bit, which a new writable file already has right).
-    """
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, mode)
-    else:
-        os.chmod(path, mode)
 
 
 def open_no_follow(path: Path, flags: int) -> int:

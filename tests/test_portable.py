@@ -122,21 +122,6 @@ def test_open_no_follow_refuses_a_link(
     os.close(portable.open_no_follow(target, os.O_RDONLY))
 
 
-@pytest.mark.parametrize("fchmod", [True, False], ids=["fchmod", "chmod"])
-def test_set_mode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fchmod: bool
-) -> None:
-    if not fchmod:
-        monkeypatch.delattr(os, "fchmod")
-    path = tmp_path / "flag"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        portable.set_mode(fd, path, 0o644)
-    finally:
-        os.close(fd)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
-
-
 @pytest.fixture
 def name() -> Iterator[str]:
     """A private folder name of this test's own, removed afterwards."""
