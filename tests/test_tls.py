@@ -9,6 +9,7 @@ import os
 import select
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,20 @@ def test_a_probe_that_gets_no_answer_gives_up_within_its_timeout(
 ) -> None:
     url = f"https://127.0.0.1:{silent_tls_port}/flags"
     assert negotiated(url, lean_context(True), 0.2) is None
+
+
+def test_a_probe_gives_up_on_a_slow_name_lookup_within_its_timeout(
+    trusted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # getaddrinfo cannot be interrupted: the probe stops waiting for it.
+    def slow_lookup(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(2.0)
+        raise socket.gaierror(socket.EAI_NONAME, "never answered in time")
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
+    started = time.monotonic()
+    assert negotiated("https://slow.test/flags", lean_context(True), 0.2) is None
+    assert time.monotonic() - started < 1.0  # not the lookup's 2 s
 
 
 def test_a_proxy_for_https_keeps_httpx2_transport(
