@@ -71,7 +71,10 @@ class PrivateLoop:
             return
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
-        loop.close()
+        if not thread.is_alive():
+            # Still running (a callback stuck past the 5 s): closing it would
+            # raise; the daemon thread ends with the process instead.
+            loop.close()
 
 
 class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
