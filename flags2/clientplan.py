@@ -12,9 +12,12 @@ and they go through the lean transport, over TLS, as ``--http1.1`` does. A
 decision made once, not per connection, because a connection's protocol is
 known only after its handshake, and the lean transport cannot hand an HTTP/2
 connection to httpcore through any public API; a probe that fails (refused,
-not trusted) leaves the run to httpx2's transport, which then says why in its
-own words. Through a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) an https run keeps
-httpx2's own transport, which honours it. Over HTTP/2 a client's requests are
+not trusted, silent) leaves the run to the lean transport too, whose requests
+say why in httpx's words, each connection within its own timeout: httpcore
+would queue every HTTP/2 request on the one connection being made, so that
+against a silent server they failed one connect timeout after another.
+Through a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) an https run keeps httpx2's
+own transport, which honours it. Over HTTP/2 a client's requests are
 streams on one connection, so a client holds ``STREAMS_PER_CONNECTION`` of
 the run's slots: RFC 9113 (6.5.2) asks servers to allow at least 100
 concurrent streams, so no request waits for one, and a server that allows
@@ -146,7 +149,7 @@ class ClientPlan:
             from flags2.tls import negotiated
 
             http2 = settings.http2 and (
-                negotiated(settings.base_url, verify, settings.timeout) in ("h2", None)
+                negotiated(settings.base_url, verify, settings.timeout) == "h2"
             )
             if not http2:
                 return cls(verify, [settings.concurrency], True, timeout)

@@ -116,8 +116,8 @@ def negotiated(
 
     ``"h2"``, ``"http/1.1"`` (also for a server that does not use ALPN), or
     None when no handshake completed within `timeout` (refused, not trusted,
-    silent): the run's own requests then meet the same failure in httpx2's
-    words, as they did before there was a probe. The lookup, the connection
+    silent): the run's own requests then meet the same failure, on the lean
+    transport, in httpx's words. The lookup, the connection
     and the handshake together get `timeout`, in a daemon thread that a probe
     given up on leaves behind (``getaddrinfo`` cannot be interrupted); its
     answer is then ignored. The offer stays on `context`: httpcore sets its
