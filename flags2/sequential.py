@@ -25,6 +25,8 @@ MAX_CONCUR_REQ = 1
 
 
 def download_many(cc_list: Sequence[str], settings: Settings, tracker: Tracker) -> None:
-    with ClientPool(settings) as pool, tracker.running():
+    # The clients inside the run: an https one first asks the server (ALPN),
+    # and Ctrl-C then must cancel the flags and report, as at any other time.
+    with tracker.running(), ClientPool(settings) as pool:
         for cc in cc_list:
             tracker.record(download_one(pool, cc, settings, tracker))

@@ -37,8 +37,8 @@ MAX_CONCUR_REQ = 1000
 
 def download_many(cc_list: Sequence[str], settings: Settings, tracker: Tracker) -> None:
     with (
+        tracker.running(),  # first: Ctrl-C while an https pool asks its server
         ClientPool(settings) as pool,
-        tracker.running(),
         thread_pool(settings.concurrency) as executor,
     ):
         if settings.executor_map:

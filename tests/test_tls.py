@@ -7,8 +7,11 @@ import contextlib
 import json
 import os
 import select
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,12 +79,13 @@ def test_http1_1_asked_for_is_lean_with_no_probe(
     assert plan.lean and plan.sizes == [1000] and plan.lean_tls
 
 
-def test_a_failed_probe_leaves_the_run_to_httpx2(
+def test_a_failed_probe_leaves_the_run_to_the_lean_transport(
     trusted: str, closed_port: int
 ) -> None:
-    # Refused (or untrusted, or silent): the requests say why in httpx2's words.
+    # Refused (or untrusted, or silent): the requests say why, each on a
+    # connection of its own, never queued behind one HTTP/2 connection.
     plan = _plan(f"https://localhost:{closed_port}/flags")
-    assert plan.http2 and not plan.lean
+    assert plan.lean and not plan.http2 and plan.lean_tls
 
 
 def test_a_probe_that_gets_no_answer_gives_up_within_its_timeout(
@@ -421,3 +425,29 @@ def test_an_unreadable_ca_file_opens_no_connection(
         listener.setblocking(False)
         with pytest.raises(BlockingIOError):
             listener.accept()  # no connection was ever made
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sigterm_while_the_probe_waits_cancels_and_reports(
+    mode: str, trusted: str, silent_tls_port: int, tmp_path: Path
+) -> None:
+    # The ALPN probe waits up to --timeout on a silent server: a stop then is
+    # a stop like any other, every flag cancelled and the report written.
+    record = tmp_path / "run.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flags2", "download", "--mode", mode, "--no-serve",
+         "-s", f"https://127.0.0.1:{silent_tls_port}/flags", "-d", str(tmp_path / "d"),
+         "--json", str(record), "--timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the run has begun once its first lines are out
+        if "will be used" in line:
+            break
+    time.sleep(0.5)  # into the probe's wait
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert "20 cancelled." in out
+    assert json.loads(record.read_text())["counts"]["CANCELLED"] == 20
