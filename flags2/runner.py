@@ -117,6 +117,7 @@ def run(
     human = sys.stderr if json_path == "-" else sys.stdout
     with _bundled_server(settings, serve), contextlib.redirect_stdout(human):
         initial_report(cc_list, settings)
+        human.flush()  # seen at once in a pipe or a log, before a long wait
         if (
             cause := unresolvable(settings.base_url, tracker.proxy, settings.timeout)
         ) is not None:

@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -441,9 +442,14 @@ def test_sigterm_while_the_probe_waits_cancels_and_reports(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
-    for line in proc.stdout:  # the run has begun once its first lines are out
+    # The run has begun once its first lines are out (flushed at once, though
+    # stdout is a pipe); a run that never says so is killed, not waited on.
+    guard = threading.Timer(20, proc.kill)
+    guard.start()
+    for line in proc.stdout:
         if "will be used" in line:
             break
+    guard.cancel()
     time.sleep(0.5)  # into the probe's wait
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
