@@ -49,6 +49,7 @@ __all__ = [
     "lean_request",
     "lean_transport_fits",
     "origin",
+    "server_alpn",
     "split_slots",
 ]
 
@@ -137,7 +138,10 @@ class ClientPlan:
     lean_tls: bool = True
 
     @classmethod
-    def for_run(cls, settings: Settings) -> ClientPlan:
+    def for_run(cls, settings: Settings, alpn: str | None = None) -> ClientPlan:
+        """The plan for `settings`; `alpn` is the server's ALPN answer when the
+        run has asked already (a process-pool worker gets its parent's), else
+        an https run that offers HTTP/2 asks here (:func:`server_alpn`)."""
         # Leases guarantee a free slot, so a wait for one would be a bug: no limit.
         timeout = httpx.Timeout(settings.timeout, pool=None)
         direct = _https_direct()
@@ -146,11 +150,9 @@ class ClientPlan:
         verify = httpx.create_ssl_context()
         https = settings.base_url.lower().startswith("https:")
         if https and direct:
-            from flags2.tls import negotiated
-
-            http2 = settings.http2 and (
-                negotiated(settings.base_url, verify, settings.timeout) == "h2"
-            )
+            if alpn is None:
+                alpn = server_alpn(settings, verify)
+            http2 = settings.http2 and alpn == "h2"
             if not http2:
                 return cls(verify, [settings.concurrency], True, timeout)
             sizes = split_slots(settings.concurrency, STREAMS_PER_CONNECTION)
@@ -190,6 +192,21 @@ class ClientPlan:
         return HTTP2Transport(
             verify=self.verify, limits=_limits(size), private_loop=private_loop
         )
+
+
+def server_alpn(settings: Settings, verify: ssl.SSLContext | None = None) -> str | None:
+    """What an https server answers to an offer of HTTP/2 (flags2.tls.negotiated).
+
+    None when the run does not offer it (plain http, ``--http1.1``, a proxy)
+    or no handshake completed: either way the run goes without HTTP/2.
+    """
+    https = settings.base_url.lower().startswith("https:")
+    if not (https and settings.http2 and _https_direct()):
+        return None
+    from flags2.tls import negotiated
+
+    context = verify if verify is not None else httpx.create_ssl_context()
+    return negotiated(settings.base_url, context, settings.timeout)
 
 
 def _https_direct() -> bool:

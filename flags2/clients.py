@@ -410,8 +410,8 @@ class _Deadline:
 class ClientPool:
     """Blocking clients for the sequential and thread-pool modes."""
 
-    def __init__(self, settings: Settings) -> None:
-        plan = ClientPlan.for_run(settings)
+    def __init__(self, settings: Settings, alpn: str | None = None) -> None:
+        plan = ClientPlan.for_run(settings, alpn)
         self._leases: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
         self._clients: list[httpx.Client] = []
         transport = PlainHTTPTransport(**plan.lean_options()) if plan.lean else None

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from flags2 import portable
+from flags2.clientplan import server_alpn
 from flags2.clients import ClientPool
 from flags2.fetch import download_one
 from flags2.pace import Pace, RateLimit
@@ -61,7 +62,13 @@ from flags2.settings import Settings
 from flags2.status import DownloadStatus, FlagResult
 from flags2.tracker import Tracker
 
-__all__ = ["START_METHOD_ENV", "download_flag", "process_pool", "start_context"]
+__all__ = [
+    "START_METHOD_ENV",
+    "download_flag",
+    "process_pool",
+    "start_context",
+    "worker_settings",
+]
 
 START_METHOD_ENV = "FLAGS2_START_METHOD"
 _END_GRACE = 0.5  # seconds a terminated worker gets to die before SIGKILL
@@ -143,7 +150,7 @@ class _WorkerSaver(Saver):
 class _Worker:
     """A worker's own clients and saver, made once by the pool's initializer."""
 
-    def __init__(self, settings: Settings, shared: _Shared) -> None:
+    def __init__(self, settings: Settings, shared: _Shared, alpn: str | None) -> None:
         self.local = threading.Lock()
         self.shared = shared
         self.settings = settings
@@ -151,21 +158,21 @@ class _Worker:
         self.tracker = Tracker([], settings, saver)
         if settings.rate is not None:
             self.tracker.pace = _SharedPace(settings.rate, shared.next_start)
-        self.pool = ClientPool(settings)
+        self.pool = ClientPool(settings, alpn)
         self.peak = 0
 
 
 _worker: _Worker | None = None
 
 
-def _init_worker(settings: Settings, shared: _Shared) -> None:
+def _init_worker(settings: Settings, shared: _Shared, alpn: str | None) -> None:
     global _worker
     # The parent alone reacts to Ctrl-C (it was blocked since this process
     # began: see _launch); SIGTERM (a fork inherits the CLI's handler) ends a
     # worker at once: the parent sends it only when no save can be in progress.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _worker = _Worker(settings, shared)
+    _worker = _Worker(settings, shared, alpn)
     threading.Thread(target=_watch_parent, args=(_worker.local,), daemon=True).start()
     shared.send.send(("ready", os.getpid(), time.perf_counter()))
     # Counted even if this worker never gets a flag: it costs its memory all the same.
@@ -294,9 +301,19 @@ def _end(workers: set[BaseProcess]) -> None:
             process.join(timeout=_END_GRACE)
 
 
-def _worker_settings(settings: Settings) -> Settings:
-    """A worker makes one request at a time (its pace is the run's, shared)."""
-    return dataclasses.replace(settings, concurrency=1)
+def worker_settings(settings: Settings) -> tuple[Settings, str | None]:
+    """A worker's settings, and the server's ALPN answer for its clients.
+
+    A worker makes one request at a time (its pace is the run's, shared). An
+    https server is asked once, here, whether it speaks HTTP/2, and every
+    worker goes by that answer: asked by each worker instead, up to 50
+    handshakes, and a flaky server could have the workers disagree.
+    """
+    alpn = server_alpn(settings)
+    worker = dataclasses.replace(
+        settings, concurrency=1, http2=settings.http2 and alpn == "h2"
+    )
+    return worker, alpn
 
 
 @contextlib.contextmanager
@@ -317,13 +334,14 @@ def process_pool(
         context.Value("d", 0.0),
         context.Value("b", 0, lock=False),
     )
+    worker, alpn = worker_settings(settings)
     before = set(multiprocessing.active_children())
     started = time.perf_counter()
     executor = futures.ProcessPoolExecutor(
         max_workers=settings.concurrency,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(_worker_settings(settings), shared),
+        initargs=(worker, shared, alpn),
     )
     inbox: _Inbox | None = None
     try:

@@ -25,6 +25,7 @@ from pytest_httpserver import HTTPServer
 from flags2.aioclients import AsyncPlainHTTPTransport
 from flags2.clientplan import STREAMS_PER_CONNECTION, ClientPlan
 from flags2.clients import PlainHTTPTransport, _Conn
+from flags2.processes import worker_settings
 from flags2.runner import run
 from flags2.settings import Settings
 from flags2.status import DownloadStatus
@@ -71,6 +72,23 @@ def test_the_alpn_answer_picks_the_transport(
         plan = _plan(f"{only_http1.url}/flags")
     assert plan.lean and plan.sizes == [1000]  # one client holds every slot
     assert len(only_http1.clients) == 0  # the probe sent no request
+
+
+def test_a_process_pool_asks_its_server_once_for_every_worker(
+    trusted: str, test_ca: tuple[str, str], tls_server: TLSServer
+) -> None:
+    # The parent asks; each worker's clients go by its answer, unasked.
+    settings = Settings(base_url=f"{tls_server.url}/flags", concurrency=20)
+    worker, alpn = worker_settings(settings)
+    assert (alpn, worker.http2, worker.concurrency) == ("h2", True, 1)
+    assert ClientPlan.for_run(worker, alpn).http2
+    with TLSServer(test_ca[1], protocols=("http/1.1",)) as only_http1:
+        settings = Settings(base_url=f"{only_http1.url}/flags", concurrency=20)
+        worker, alpn = worker_settings(settings)
+    assert (alpn, worker.http2) == ("http/1.1", False)
+    assert ClientPlan.for_run(worker, alpn).lean  # no probe of its own needed
+    asked = Settings(base_url=f"{tls_server.url}/flags", concurrency=20, http2=False)
+    assert worker_settings(asked)[1] is None  # --http1.1: nothing to ask
 
 
 def test_http1_1_asked_for_is_lean_with_no_probe(
