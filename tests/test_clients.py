@@ -18,7 +18,7 @@ from flags2.clientplan import lean_transport_fits
 from flags2.clients import PlainHTTPTransport
 from flags2.servers.testing import running
 from flags2.status import DownloadStatus
-from tests.helpers import Answers, KeptAlive, RunFn, Script, flag_bytes
+from tests.helpers import KeptAlive, RunFn, Script, flag_bytes
 
 
 class _Rendezvous:
@@ -143,13 +143,19 @@ _404 = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
 _408 = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 def test_bytes_sent_while_idle_are_never_read_as_the_next_answer(
-    kept_alive: Callable[[Answers], KeptAlive],
+    kept_alive: Callable[..., KeptAlive], scheme: str, request: pytest.FixtureRequest
 ) -> None:
     # Answers 404, then, idle, a stray 408 (some servers do); the client asks
-    # again only once the 408 is on the wire: counted, not slept for.
+    # again only once the 408 is on the wire: counted, not slept for. Over TLS
+    # too, where the idle check reads the TLS layer, not the socket.
+    tls: list[str] = []
+    if scheme == "https":
+        request.getfixturevalue("trusted")  # SSL_CERT_FILE names the test CA
+        tls.append(request.getfixturevalue("test_ca")[1])
     for kind in ("blocking", "async"):
-        server = kept_alive([[(0.0, _404), (0.05, _408)], [(0.0, _404)]])
+        server = kept_alive([[(0.0, _404), (0.05, _408)], [(0.0, _404)]], *tls)
         url = server.url + "/zz/zz.gif"
         if kind == "blocking":
             with httpx.Client(transport=PlainHTTPTransport()) as client:

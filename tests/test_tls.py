@@ -218,36 +218,6 @@ def test_a_tls_connection_closed_while_idle_is_replaced(
     assert server.connections == 2
 
 
-def test_bytes_sent_while_idle_over_tls_are_never_read_as_the_next_answer(
-    trusted: str,
-    test_ca: tuple[str, str],
-    kept_alive: Callable[[Answers, str], KeptAlive],
-) -> None:
-    for kind in ("blocking", "async"):
-        server = kept_alive([[(0.0, _404), (0.05, _408)], [(0.0, _404)]], test_ca[1])
-        url = server.url + "/zz/zz.gif"
-        if kind == "blocking":
-            with httpx.Client(transport=PlainHTTPTransport()) as client:
-                first = client.get(url).status_code
-                for _ in range(2):
-                    assert server.sent.acquire(timeout=10)
-                second = client.get(url).status_code
-        else:
-
-            async def twice(url: str = url, server: KeptAlive = server) -> list[int]:
-                transport = AsyncPlainHTTPTransport()
-                async with httpx.AsyncClient(transport=transport) as client:
-                    first = (await client.get(url)).status_code
-                    for _ in range(2):
-                        assert await asyncio.to_thread(server.sent.acquire, True, 10)
-                    await asyncio.sleep(0.05)  # let the loop read what arrived
-                    return [first, (await client.get(url)).status_code]
-
-            first, second = asyncio.run(twice())
-        assert (first, second) == (404, 404), kind
-        assert server.connections == 2, kind  # the dirty one was dropped
-
-
 def test_keep_alive_over_tls_reuses_one_connection(
     trusted: str,
     test_ca: tuple[str, str],
