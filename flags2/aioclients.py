@@ -28,7 +28,7 @@ from flags2 import portable
 from flags2.clientplan import ClientPlan, fallback_options, lean_request, origin
 from flags2.http11 import Answer, Stale, request_head, request_timeouts
 from flags2.settings import Settings
-from flags2.tls import TLSLayer, lean_context, tls_connect_error
+from flags2.tls import Sessions, TLSLayer, lean_context, tls_connect_error
 
 __all__ = ["AsyncClientPool", "AsyncPlainHTTPTransport"]
 
@@ -70,6 +70,11 @@ class _Connection(asyncio.Protocol):
         self._progress = 0
 
     # -- asyncio.Protocol ------------------------------------------------------
+
+    @property
+    def tls_layer(self) -> TLSLayer | None:
+        """The connection's TLS, None over plain http."""
+        return self._tls
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -243,11 +248,13 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = httpx.Limits(),  # noqa: B008 - immutable
         tls: bool = True,
+        sessions: Sessions | None = None,
     ) -> None:
         self._verify = verify
         self._limits = limits
         self._tls = tls
         self._context: ssl.SSLContext | None = None
+        self._sessions = Sessions() if sessions is None else sessions
         self._fallback: httpx.AsyncClient | None = None
         self._idle: dict[_Key, list[_Connection]] = {}
         self._open: set[_Connection] = set()
@@ -317,7 +324,11 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                 error = exc
                 continue
             try:
-                tls = TLSLayer(context, host) if context is not None else None
+                tls = (
+                    TLSLayer(context, host, self._sessions.get(host, port))
+                    if context is not None
+                    else None
+                )
                 # asyncio sets TCP_NODELAY on the transport.
                 _, conn = await loop.create_connection(
                     functools.partial(_Connection, key, loop, tls), sock=sock
@@ -363,6 +374,10 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
 
     def _release(self, conn: _Connection, *, reuse: bool) -> None:
         conn.idle()
+        layer = conn.tls_layer
+        if not conn.reused and layer is not None:
+            # A new connection's first answer is in, and a TLS 1.3 ticket with it.
+            self._sessions.keep(conn.key[1], conn.key[2], layer.tls)
         if reuse and not self._closed:
             conn.reused = True
             self._idle.setdefault(conn.key, []).append(conn)

@@ -37,6 +37,7 @@ import httpx2 as httpx
 
 from flags2 import __version__
 from flags2.settings import Settings
+from flags2.tls import Sessions
 
 __all__ = [
     "CONNECTIONS_PER_CLIENT",
@@ -136,6 +137,8 @@ class ClientPlan:
     timeout: httpx.Timeout
     http2: bool = False
     lean_tls: bool = True
+    sessions: Sessions | None = None
+    """TLS sessions to resume, seeded by the probe (flags2.tls.Sessions)."""
 
     @classmethod
     def for_run(cls, settings: Settings, alpn: str | None = None) -> ClientPlan:
@@ -150,11 +153,14 @@ class ClientPlan:
         verify = httpx.create_ssl_context()
         https = settings.base_url.lower().startswith("https:")
         if https and direct:
+            sessions = Sessions()
             if alpn is None:
-                alpn = server_alpn(settings, verify)
+                alpn = server_alpn(settings, verify, sessions)
             http2 = settings.http2 and alpn == "h2"
             if not http2:
-                return cls(verify, [settings.concurrency], True, timeout)
+                return cls(
+                    verify, [settings.concurrency], True, timeout, sessions=sessions
+                )
             sizes = split_slots(settings.concurrency, STREAMS_PER_CONNECTION)
             return cls(verify, sizes, False, timeout, True)
         sizes = split_slots(settings.concurrency, CONNECTIONS_PER_CLIENT)
@@ -166,6 +172,7 @@ class ClientPlan:
             "verify": self.verify,
             "limits": _limits(self.sizes[0]),
             "tls": self.lean_tls,
+            "sessions": self.sessions,
         }
 
     def client_options(
@@ -194,11 +201,16 @@ class ClientPlan:
         )
 
 
-def server_alpn(settings: Settings, verify: ssl.SSLContext | None = None) -> str | None:
+def server_alpn(
+    settings: Settings,
+    verify: ssl.SSLContext | None = None,
+    sessions: Sessions | None = None,
+) -> str | None:
     """What an https server answers to an offer of HTTP/2 (flags2.tls.negotiated).
 
     None when the run does not offer it (plain http, ``--http1.1``, a proxy)
-    or no handshake completed: either way the run goes without HTTP/2.
+    or no handshake completed: either way the run goes without HTTP/2. The
+    probe's TLS session goes into `sessions`, which must serve `verify`.
     """
     https = settings.base_url.lower().startswith("https:")
     if not (https and settings.http2 and _https_direct()):
@@ -206,7 +218,7 @@ def server_alpn(settings: Settings, verify: ssl.SSLContext | None = None) -> str
     from flags2.tls import negotiated
 
     context = verify if verify is not None else httpx.create_ssl_context()
-    return negotiated(settings.base_url, context, settings.timeout)
+    return negotiated(settings.base_url, context, settings.timeout, sessions)
 
 
 def _https_direct() -> bool:

@@ -63,7 +63,7 @@ from flags2.http11 import (
     request_timeouts,
 )
 from flags2.settings import Settings
-from flags2.tls import lean_context, tls_connect_error
+from flags2.tls import Sessions, lean_context, tls_connect_error
 
 if TYPE_CHECKING:
     from flags2.h2transport import PrivateLoop
@@ -125,11 +125,13 @@ class PlainHTTPTransport(httpx.BaseTransport):
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = httpx.Limits(),  # noqa: B008 - immutable
         tls: bool = True,
+        sessions: Sessions | None = None,
     ) -> None:
         self._verify = verify
         self._limits = limits
         self._tls = tls
         self._context: ssl.SSLContext | None = None
+        self._sessions = Sessions() if sessions is None else sessions
         self._fallback: httpx.Client | None = None
         self._idle: dict[_Key, list[_Conn]] = {}
         self._lookups: dict[tuple[str, int], _Lookup] = {}
@@ -211,7 +213,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
             sock = _open_socket(self._lookup((host, port)).addresses(clock), clock)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
-                sock = self._handshake(sock, host, clock)
+                sock = self._handshake(sock, host, port, clock)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out") from None
         except ssl.SSLError as exc:
@@ -221,7 +223,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         return _Conn(sock, key)
 
     def _handshake(
-        self, sock: socket.socket, host: str, clock: _Deadline
+        self, sock: socket.socket, host: str, port: int, clock: _Deadline
     ) -> ssl.SSLSocket:
         tls: ssl.SSLSocket | None = None
         try:
@@ -230,7 +232,10 @@ class PlainHTTPTransport(httpx.BaseTransport):
                     self._context = lean_context(self._verify)
                 context = self._context
             tls = context.wrap_socket(
-                sock, server_hostname=host, do_handshake_on_connect=False
+                sock,
+                server_hostname=host,
+                do_handshake_on_connect=False,
+                session=self._sessions.get(host, port),
             )
             tls.settimeout(clock.remaining())
             tls.do_handshake()
@@ -264,6 +269,9 @@ class PlainHTTPTransport(httpx.BaseTransport):
         sock = conn.sock
         # Bytes decrypted past the answer: the server sent more than it was asked.
         reuse = reuse and not (isinstance(sock, ssl.SSLSocket) and sock.pending())
+        if not conn.reused and isinstance(sock, ssl.SSLSocket):
+            # A new connection's first answer is in, and a TLS 1.3 ticket with it.
+            self._sessions.keep(conn.key[1], conn.key[2], sock)
         with self._lock:
             if reuse and not self._closed:
                 conn.reused = True

@@ -15,18 +15,29 @@ certificate's fault in the chain either way.
 whether the run's requests are HTTP/2 streams (httpx2's transport) or HTTP/1.1
 on the lean transport's keep-alive connections. One handshake costs what one
 more connection costs, and it saves an HTTP/1.1-only server from httpx2's pool
-of many small clients.
+of many small clients. Its TLS session (:class:`Sessions`) is the one the lean
+transport's connections then resume: a resumed handshake skips the
+certificate's check on both sides.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import threading
+import time
 
 import httpx2 as httpx
 
-__all__ = ["HTTP1_ONLY", "TLSLayer", "lean_context", "negotiated", "tls_connect_error"]
+__all__ = [
+    "HTTP1_ONLY",
+    "Sessions",
+    "TLSLayer",
+    "lean_context",
+    "negotiated",
+    "tls_connect_error",
+]
 
 HTTP1_ONLY = ["http/1.1"]
 _BOTH = ["h2", "http/1.1"]
@@ -43,6 +54,51 @@ def lean_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
     return context
 
 
+class Sessions:
+    """The TLS session each server last gave, for later handshakes to resume.
+
+    A full handshake is mostly the certificate's check, in the client and
+    the server alike; a resumed one skips it, as curl and browsers do. A
+    session belongs to the context that made it: one `Sessions` serves one
+    context. Connections that resumed are not asked again (their session is
+    the one kept already); the rest offer theirs once their first answer is in,
+    when a TLS 1.3 server's ticket has arrived with it.
+    """
+
+    __slots__ = ("_by_server",)
+
+    def __init__(self) -> None:
+        self._by_server: dict[tuple[str, int], ssl.SSLSession] = {}
+
+    def get(self, host: str, port: int) -> ssl.SSLSession | None:
+        """The session to offer to `host`:`port`, if one was kept."""
+        return self._by_server.get((host, port))
+
+    def keep(self, host: str, port: int, tls: ssl.SSLObject | ssl.SSLSocket) -> None:
+        """Keep `tls`'s session for `host`:`port` if it is new and resumable."""
+        if tls.session_reused:
+            return
+        session = tls.session
+        if session is not None and session.has_ticket:
+            self._by_server[(host, port)] = session
+
+
+def _wrap_bio(
+    context: ssl.SSLContext,
+    incoming: ssl.MemoryBIO,
+    outgoing: ssl.MemoryBIO,
+    host: str,
+    session: ssl.SSLSession | None,
+) -> ssl.SSLObject:
+    """`context.wrap_bio`, resuming `session` where the context can."""
+    try:
+        return context.wrap_bio(
+            incoming, outgoing, server_hostname=host, session=session
+        )
+    except ValueError:  # a session of another context: a full handshake then
+        return context.wrap_bio(incoming, outgoing, server_hostname=host)
+
+
 class TLSLayer:
     """TLS for an ``asyncio.Protocol`` that is its own TLS layer: ssl's memory BIOs.
 
@@ -55,12 +111,19 @@ class TLSLayer:
 
     __slots__ = ("_in", "_obj", "_out", "ended")
 
-    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+    def __init__(
+        self, context: ssl.SSLContext, host: str, session: ssl.SSLSession | None = None
+    ) -> None:
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
-        self._obj = context.wrap_bio(self._in, self._out, server_hostname=host)
+        self._obj = _wrap_bio(context, self._in, self._out, host, session)
         self.ended = False
         """The server said close_notify: nothing more will come."""
+
+    @property
+    def tls(self) -> ssl.SSLObject:
+        """ssl's object for this connection (its session, its protocol)."""
+        return self._obj
 
     def put(self, data: bytes) -> None:
         """Bytes from the network, to be read by the handshake or as plaintext."""
@@ -110,7 +173,10 @@ def tls_connect_error(exc: ssl.SSLError) -> httpx.ConnectError:
 
 
 def negotiated(
-    base_url: str, context: ssl.SSLContext, timeout: float | None
+    base_url: str,
+    context: ssl.SSLContext,
+    timeout: float | None,
+    sessions: Sessions | None = None,
 ) -> str | None:
     """What the server of `base_url` answers to an offer of h2 and http/1.1.
 
@@ -122,6 +188,12 @@ def negotiated(
     given up on leaves behind (``getaddrinfo`` cannot be interrupted); its
     answer is then ignored. The offer stays on `context`: httpcore sets its
     own on each connection, and :func:`lean_context` sets HTTP/1.1 only.
+
+    With `sessions`, a probe answered ``http/1.1`` also waits a moment (twice
+    its connect time) for the server's session ticket and keeps it: the lean
+    transport's first burst of connections then resumes that session instead
+    of each checking the certificate again (HTTP/2 goes by httpx2's transport,
+    over few connections).
     """
     url = httpx.URL(base_url)
     try:
@@ -131,17 +203,53 @@ def negotiated(
     context.set_alpn_protocols(_BOTH)
     answer: list[str | None] = []
 
+    port = url.port or 443
+
     def ask() -> None:
         try:
-            with (
-                socket.create_connection((host, url.port or 443), timeout) as sock,
-                context.wrap_socket(sock, server_hostname=host) as tls,
-            ):
-                answer.append(tls.selected_alpn_protocol() or "http/1.1")
+            start = time.monotonic()
+            with socket.create_connection((host, port), timeout) as sock:
+                connect_time = time.monotonic() - start
+                with context.wrap_socket(sock, server_hostname=host) as tls:
+                    protocol = tls.selected_alpn_protocol() or "http/1.1"
+                    answer.append(protocol)
+                    if sessions is not None and protocol != "h2":
+                        if tls.version() == "TLSv1.3":  # 1.2: it came already
+                            _await_ticket(tls, 2 * connect_time + _TICKET_SLACK)
+                        sessions.keep(host, port, tls)
         except (OSError, UnicodeError):
-            answer.append(None)
+            if not answer:
+                answer.append(None)
 
     probe = threading.Thread(target=ask, name="flags2-probe", daemon=True)
     probe.start()
     probe.join(timeout)
     return answer[0] if answer else None
+
+
+# A TLS 1.3 ticket follows the handshake by about one round trip; this covers
+# a loopback's scheduling, where the connect time says almost nothing.
+_TICKET_SLACK = 0.01
+
+
+def _await_ticket(tls: ssl.SSLSocket, wait: float) -> None:
+    """Read what follows the handshake for up to `wait` s, until a ticket is in.
+
+    A TLS 1.3 server sends its tickets after the handshake, as records that
+    carry no data, which ssl processes on a read. The server sends nothing
+    else before a request, so a read that would block means "nothing yet".
+    """
+    deadline = time.monotonic() + wait
+    tls.setblocking(False)
+    while not (tls.session is not None and tls.session.has_ticket):
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0 or not select.select([tls], [], [], left)[0]:
+                return
+        except ValueError:  # a descriptor above select's FD_SETSIZE: no wait
+            return
+        try:
+            tls.recv(1)
+        except ssl.SSLWantReadError:
+            continue
+        return  # a byte, or the end: nothing more to wait for

@@ -273,6 +273,7 @@ def kept_alive() -> Iterator[Callable[[Answers], KeptAlive]]:
                 except OSError:  # a client that does not trust it, say
                     conn.close()
                     return
+                seen.resumed[number] = bool(conn.session_reused)
             with conn, conn.makefile("rb") as request, contextlib.suppress(OSError):
                 while line := request.readline():
                     target = line.split(b" ")[1] if b" " in line else b""

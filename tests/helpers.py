@@ -124,6 +124,7 @@ class KeptAlive:
         self.url = url
         self.requests: list[tuple[int, bytes]] = []  # (connection number, target)
         self.connections = 0
+        self.resumed: dict[int, bool] = {}  # connection number: TLS session resumed
         self.sent = threading.Semaphore(0)  # released after each step is sent
 
 

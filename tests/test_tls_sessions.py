@@ -1,0 +1,120 @@
+"""TLS session resumption: the probe's session seeds the lean transports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx2 as httpx
+import pytest
+
+from flags2.aioclients import AsyncPlainHTTPTransport
+from flags2.clients import PlainHTTPTransport
+from flags2.status import DownloadStatus
+from flags2.tls import Sessions, lean_context, negotiated
+from tests.helpers import Answers, KeptAlive, RunFn, TLSServer, flag_bytes
+
+_GIF = flag_bytes("BR")
+_CLOSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n" % len(_GIF) + _GIF
+)
+_ONE_A_CONNECTION: Answers = [[(0, _CLOSE), (0, b"")]] * 4
+
+
+def _port(server: KeptAlive) -> int:
+    return int(httpx.URL(server.url).port or 443)
+
+
+def _probe_keeps_a_session(url: str, sessions: Sessions) -> str | None:
+    # A loaded machine can delay the server's ticket past the probe's short
+    # wait; three probes without one would be a fault, not the load.
+    answer = None
+    for _ in range(3):
+        answer = negotiated(url, lean_context(True), 5.0, sessions)
+        if sessions.get("localhost", int(httpx.URL(url).port or 443)):
+            break
+    return answer
+
+
+def test_the_probe_keeps_an_http1_servers_tls13_session(
+    trusted: str,
+    test_ca: tuple[str, str],
+    kept_alive: Callable[[Answers, str], KeptAlive],
+) -> None:
+    server = kept_alive([], test_ca[1])
+    sessions = Sessions()
+    assert _probe_keeps_a_session(server.url, sessions) == "http/1.1"
+    session = sessions.get("localhost", _port(server))
+    assert session is not None and session.has_ticket
+    assert sessions.get("localhost", _port(server) + 1) is None  # per server
+
+
+def test_the_probe_keeps_nothing_for_http2(trusted: str, tls_server: TLSServer) -> None:
+    # HTTP/2 goes by httpx2's transport: no ticket is waited for.
+    sessions = Sessions()
+    assert negotiated(tls_server.url, lean_context(True), 5.0, sessions) == "h2"
+    assert sessions.get("localhost", tls_server.port) is None
+
+
+def test_a_resumed_connection_does_not_replace_the_kept_session(
+    trusted: str,
+    test_ca: tuple[str, str],
+    kept_alive: Callable[[Answers, str], KeptAlive],
+) -> None:
+    server = kept_alive(_ONE_A_CONNECTION, test_ca[1])
+    context = lean_context(True)
+    sessions = Sessions()
+    transport = PlainHTTPTransport(verify=context, sessions=sessions)
+    with httpx.Client(transport=transport) as client:
+        assert client.get(server.url + "/br/br.gif").status_code == 200
+        first = sessions.get("localhost", _port(server))
+        assert first is not None  # kept after the first answer
+        assert client.get(server.url + "/br/br.gif").status_code == 200
+        assert sessions.get("localhost", _port(server)) is first
+    assert server.resumed == {1: False, 2: True}
+
+
+@pytest.mark.parametrize("kind", ["blocking", "async"])
+def test_each_transport_resumes_its_first_connections_session(
+    kind: str,
+    trusted: str,
+    test_ca: tuple[str, str],
+    kept_alive: Callable[[Answers, str], KeptAlive],
+) -> None:
+    # No probe here (a transport on its own): the first answer's ticket
+    # serves every later connection to that server.
+    server = kept_alive(_ONE_A_CONNECTION, test_ca[1])
+    url = server.url + "/br/br.gif"
+    if kind == "blocking":
+        with httpx.Client(transport=PlainHTTPTransport()) as client:
+            statuses = [client.get(url).status_code for _ in range(3)]
+    else:
+
+        async def thrice() -> list[int]:
+            async with httpx.AsyncClient(transport=AsyncPlainHTTPTransport()) as client:
+                return [(await client.get(url)).status_code for _ in range(3)]
+
+        statuses = asyncio.run(thrice())
+    assert statuses == [200] * 3
+    assert server.resumed == {1: False, 2: True, 3: True}
+
+
+def test_a_run_resumes_the_probes_session(
+    run_mode: RunFn,
+    mode: str,
+    trusted: str,
+    test_ca: tuple[str, str],
+    kept_alive: Callable[[Answers, str], KeptAlive],
+) -> None:
+    # Connection 1 is the ALPN probe (a full handshake); every connection of
+    # the run after it resumes its session, but where a probe's ticket came
+    # too late (a loaded machine) or a process-pool worker, which gets no
+    # session from its parent, makes its first connection in full.
+    server = kept_alive(_ONE_A_CONNECTION, test_ca[1])
+    tracker = run_mode(["BR", "CN", "IN"], base_url=server.url, concurrency=1)
+    assert tracker.counter[DownloadStatus.OK] == 3
+    assert server.connections == 4
+    assert server.resumed[1] is False
+    run = [server.resumed[number] for number in (2, 3, 4)]
+    assert run.count(False) <= 1 and run[1:] == [True, True], mode
