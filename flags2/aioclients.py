@@ -69,12 +69,12 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._progress = 0
 
-    # -- asyncio.Protocol ------------------------------------------------------
-
     @property
     def tls_layer(self) -> TLSLayer | None:
         """The connection's TLS, None over plain http."""
         return self._tls
+
+    # -- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
