@@ -374,8 +374,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
 
     def _release(self, conn: _Connection, *, reuse: bool) -> None:
         conn.idle()
-        layer = conn.tls_layer
-        if not conn.reused and layer is not None:
+        if not conn.reused and (layer := conn.tls_layer) is not None:
             # A new connection's first answer is in, and a TLS 1.3 ticket with it.
             self._sessions.keep(conn.key[1], conn.key[2], layer.tls)
         if reuse and not self._closed:

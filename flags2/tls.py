@@ -59,10 +59,11 @@ class Sessions:
 
     A full handshake is mostly the certificate's check, in the client and
     the server alike; a resumed one skips it, as curl and browsers do. A
-    session belongs to the context that made it: one `Sessions` serves one
-    context. Connections that resumed are not asked again (their session is
-    the one kept already); the rest offer theirs once their first answer is in,
-    when a TLS 1.3 server's ticket has arrived with it.
+    session belongs to the context that made it (ssl refuses it on another):
+    one `Sessions` serves one context, the plan's, which the lean transports
+    use as it is. A new connection offers its session once its first answer
+    is in, when a TLS 1.3 server's ticket has arrived with it; one that
+    resumed brings nothing new.
     """
 
     __slots__ = ("_by_server",)
@@ -83,22 +84,6 @@ class Sessions:
             self._by_server[(host, port)] = session
 
 
-def _wrap_bio(
-    context: ssl.SSLContext,
-    incoming: ssl.MemoryBIO,
-    outgoing: ssl.MemoryBIO,
-    host: str,
-    session: ssl.SSLSession | None,
-) -> ssl.SSLObject:
-    """`context.wrap_bio`, resuming `session` where the context can."""
-    try:
-        return context.wrap_bio(
-            incoming, outgoing, server_hostname=host, session=session
-        )
-    except ValueError:  # a session of another context: a full handshake then
-        return context.wrap_bio(incoming, outgoing, server_hostname=host)
-
-
 class TLSLayer:
     """TLS for an ``asyncio.Protocol`` that is its own TLS layer: ssl's memory BIOs.
 
@@ -116,7 +101,9 @@ class TLSLayer:
     ) -> None:
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
-        self._obj = _wrap_bio(context, self._in, self._out, host, session)
+        self._obj = context.wrap_bio(
+            self._in, self._out, server_hostname=host, session=session
+        )
         self.ended = False
         """The server said close_notify: nothing more will come."""
 
@@ -200,10 +187,9 @@ def negotiated(
         host = url.raw_host.decode("ascii")
     except UnicodeError:
         return None
+    port = url.port or 443
     context.set_alpn_protocols(_BOTH)
     answer: list[str | None] = []
-
-    port = url.port or 443
 
     def ask() -> None:
         try:

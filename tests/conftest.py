@@ -314,6 +314,20 @@ def kept_alive() -> Iterator[Callable[[Answers], KeptAlive]]:
 
 
 @pytest.fixture
+def tls_one_a_connection(
+    trusted: str,
+    test_ca: tuple[str, str],
+    kept_alive: Callable[[Answers, str], KeptAlive],
+) -> KeptAlive:
+    """A trusted TLS server that answers each request (up to 4) with BR's flag
+    and ``Connection: close``: each request a handshake, resumed or not
+    (``KeptAlive.resumed``)."""
+    gif = flag_bytes("BR")
+    head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+    return kept_alive([[(0, head % len(gif) + gif), (0, b"")]] * 4, test_ca[1])
+
+
+@pytest.fixture
 def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDNS]:
     """Name resolution without a network: see :class:`tests.helpers.FakeDNS`.
 

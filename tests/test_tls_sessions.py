@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import httpx2 as httpx
 import pytest
@@ -12,39 +11,30 @@ from flags2.aioclients import AsyncPlainHTTPTransport
 from flags2.clients import PlainHTTPTransport
 from flags2.status import DownloadStatus
 from flags2.tls import Sessions, lean_context, negotiated
-from tests.helpers import Answers, KeptAlive, RunFn, TLSServer, flag_bytes
-
-_GIF = flag_bytes("BR")
-_CLOSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nConnection: close\r\n"
-    b"Content-Length: %d\r\n\r\n" % len(_GIF) + _GIF
-)
-_ONE_A_CONNECTION: Answers = [[(0, _CLOSE), (0, b"")]] * 4
+from tests.helpers import KeptAlive, RunFn, TLSServer
 
 
 def _port(server: KeptAlive) -> int:
     return int(httpx.URL(server.url).port or 443)
 
 
-def _probe_keeps_a_session(url: str, sessions: Sessions) -> str | None:
+def _probe_keeps_a_session(server: KeptAlive, sessions: Sessions) -> str | None:
     # A loaded machine can delay the server's ticket past the probe's short
     # wait; three probes without one would be a fault, not the load.
     answer = None
     for _ in range(3):
-        answer = negotiated(url, lean_context(True), 5.0, sessions)
-        if sessions.get("localhost", int(httpx.URL(url).port or 443)):
+        answer = negotiated(server.url, lean_context(True), 5.0, sessions)
+        if sessions.get("localhost", _port(server)):
             break
     return answer
 
 
 def test_the_probe_keeps_an_http1_servers_tls13_session(
-    trusted: str,
-    test_ca: tuple[str, str],
-    kept_alive: Callable[[Answers, str], KeptAlive],
+    tls_one_a_connection: KeptAlive,
 ) -> None:
-    server = kept_alive([], test_ca[1])
+    server = tls_one_a_connection
     sessions = Sessions()
-    assert _probe_keeps_a_session(server.url, sessions) == "http/1.1"
+    assert _probe_keeps_a_session(server, sessions) == "http/1.1"
     session = sessions.get("localhost", _port(server))
     assert session is not None and session.has_ticket
     assert sessions.get("localhost", _port(server) + 1) is None  # per server
@@ -58,14 +48,11 @@ def test_the_probe_keeps_nothing_for_http2(trusted: str, tls_server: TLSServer) 
 
 
 def test_a_resumed_connection_does_not_replace_the_kept_session(
-    trusted: str,
-    test_ca: tuple[str, str],
-    kept_alive: Callable[[Answers, str], KeptAlive],
+    tls_one_a_connection: KeptAlive,
 ) -> None:
-    server = kept_alive(_ONE_A_CONNECTION, test_ca[1])
-    context = lean_context(True)
+    server = tls_one_a_connection
     sessions = Sessions()
-    transport = PlainHTTPTransport(verify=context, sessions=sessions)
+    transport = PlainHTTPTransport(verify=lean_context(True), sessions=sessions)
     with httpx.Client(transport=transport) as client:
         assert client.get(server.url + "/br/br.gif").status_code == 200
         first = sessions.get("localhost", _port(server))
@@ -77,14 +64,11 @@ def test_a_resumed_connection_does_not_replace_the_kept_session(
 
 @pytest.mark.parametrize("kind", ["blocking", "async"])
 def test_each_transport_resumes_its_first_connections_session(
-    kind: str,
-    trusted: str,
-    test_ca: tuple[str, str],
-    kept_alive: Callable[[Answers, str], KeptAlive],
+    kind: str, tls_one_a_connection: KeptAlive
 ) -> None:
     # No probe here (a transport on its own): the first answer's ticket
     # serves every later connection to that server.
-    server = kept_alive(_ONE_A_CONNECTION, test_ca[1])
+    server = tls_one_a_connection
     url = server.url + "/br/br.gif"
     if kind == "blocking":
         with httpx.Client(transport=PlainHTTPTransport()) as client:
@@ -101,17 +85,13 @@ def test_each_transport_resumes_its_first_connections_session(
 
 
 def test_a_run_resumes_the_probes_session(
-    run_mode: RunFn,
-    mode: str,
-    trusted: str,
-    test_ca: tuple[str, str],
-    kept_alive: Callable[[Answers, str], KeptAlive],
+    run_mode: RunFn, mode: str, tls_one_a_connection: KeptAlive
 ) -> None:
     # Connection 1 is the ALPN probe (a full handshake); every connection of
     # the run after it resumes its session, but where a probe's ticket came
     # too late (a loaded machine) or a process-pool worker, which gets no
     # session from its parent, makes its first connection in full.
-    server = kept_alive(_ONE_A_CONNECTION, test_ca[1])
+    server = tls_one_a_connection
     tracker = run_mode(["BR", "CN", "IN"], base_url=server.url, concurrency=1)
     assert tracker.counter[DownloadStatus.OK] == 3
     assert server.connections == 4
