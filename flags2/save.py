@@ -372,9 +372,15 @@ class Saver:
         return removed
 
     def cancel(self) -> None:
-        """Refuse further writes; the lock means none is half done."""
+        """Refuse further writes; the lock means none is half done.
+
+        A Ctrl-C can land between a temporary's creation and the write's
+        cleanup taking it over (the signal is acted on as the open returns):
+        that temporary, unlocked, is swept here as a kill -9's is at the start.
+        """
         with self._lock:
             self._cancelled = True
+            self._sweep()
 
 
 def _create_temporary(folder: str, prefix: str, suffix: str) -> tuple[int, str]:

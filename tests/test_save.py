@@ -102,6 +102,32 @@ def test_interrupt_during_a_save_leaves_no_temporary(
     assert list(dest.iterdir()) == []
 
 
+def test_an_interrupt_as_the_temporary_is_made_leaves_it_to_cancel(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The signal is acted on as os.open returns: the file exists, but the
+    # write never got to the cleanup that knows its name.
+    made: list[str] = []
+
+    def interrupted(folder: str, prefix: str, suffix: str) -> tuple[int, str]:
+        fd, path = real(folder, prefix, suffix)
+        os.close(fd)
+        made.append(path)
+        raise KeyboardInterrupt
+
+    real = save._create_temporary
+    monkeypatch.setattr(save, "_create_temporary", interrupted)
+    saver = Saver(dest)
+    with pytest.raises(KeyboardInterrupt):
+        saver.save(b"GIF89a", "BR.gif")
+    assert [Path(path).name for path in made] == leftovers(dest)  # left behind
+    live = dest / ".CN.gif.live1234.part"  # another run's write, locked
+    with live.open("wb") as file:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+        saver.cancel()  # as the run's Ctrl-C handling does
+        assert leftovers(dest) == [live.name]
+
+
 STALE = [
     ".BR.gif.k2j4x9ab.part",
     ".ZW.gif.a_1b2c3d.part",
