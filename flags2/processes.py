@@ -24,9 +24,10 @@ What a pool of processes needs that threads do not:
   on every platform); if the parent is killed (``kill -9``), the worker waits
   for a save in progress and exits.
 * **Start methods.** Everything a worker gets travels as initializer
-  arguments, so ``fork`` and ``spawn`` (the default on macOS and Windows, and
-  ``forkserver`` from Python 3.14 on Linux) behave alike. The environment
-  variable ``FLAGS2_START_METHOD`` picks one (the tests run each).
+  arguments, so ``fork``, ``spawn`` (the default on macOS and Windows) and
+  ``forkserver`` (Linux's from Python 3.14 on, and flags2's there whenever
+  the run has threads: see :func:`start_context`) behave alike. The
+  environment variable ``FLAGS2_START_METHOD`` picks one (the tests run each).
 * **Rate.** A ``--rate`` is one schedule for the whole run, as in the other
   modes: the next start time lives in shared memory, under its own lock.
 
@@ -76,14 +77,27 @@ _PARENT_POLL = 1.0  # seconds between checks of os.getppid(), the watch's backup
 
 
 def start_context() -> BaseContext:
-    """The multiprocessing context: the platform's default, or the environment's.
+    """The multiprocessing context: the environment's, else a safe one.
 
-    Under ``forkserver`` (Linux's default from Python 3.14 on) the server
-    imports this module before it forks any worker, so each worker starts with
-    flags2 and httpx2 loaded, as under ``fork``, instead of importing them all
-    again (about a second for ``-m 20`` on 2 cores).
+    ``fork`` is the fastest start by far (a worker is a copy of this process,
+    imports and all), but forking a process with more than one thread can
+    leave the child stuck on a lock that another thread held at the fork (an
+    import's, a stream's): Python 3.12 warns of it, and 3.14 stopped defaulting
+    to it on Linux. A run has threads when it started the bundled server (its
+    pipe readers) or an https probe is still waiting. So where the platform's
+    default is ``fork``, it is used only while this process has one thread,
+    and ``forkserver`` otherwise: its server starts clean and imports this
+    module before it forks any worker, so each worker still starts with
+    flags2 and httpx2 loaded instead of importing them all again (about a
+    second for ``-m 20`` on 2 cores). ``FLAGS2_START_METHOD`` picks any method.
     """
-    context = multiprocessing.get_context(os.environ.get(START_METHOD_ENV) or None)
+    method = os.environ.get(START_METHOD_ENV) or None
+    # Not multiprocessing's own default, which anything in the process may have
+    # fixed by merely asking for it: the platform's, the list's first element.
+    methods = multiprocessing.get_all_start_methods()
+    if method is None and methods[0] == "fork" and threading.active_count() > 1:
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    context = multiprocessing.get_context(method or methods[0])
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload([__name__])
     return context
@@ -150,8 +164,14 @@ class _WorkerSaver(Saver):
 class _Worker:
     """A worker's own clients and saver, made once by the pool's initializer."""
 
-    def __init__(self, settings: Settings, shared: _Shared, alpn: str | None) -> None:
-        self.local = threading.Lock()
+    def __init__(
+        self,
+        settings: Settings,
+        shared: _Shared,
+        alpn: str | None,
+        local: threading.Lock,
+    ) -> None:
+        self.local = local  # held by a save, which the parent's watch awaits
         self.shared = shared
         self.settings = settings
         saver = _WorkerSaver(settings.dest, shared, self.local)
@@ -172,8 +192,12 @@ def _init_worker(settings: Settings, shared: _Shared, alpn: str | None) -> None:
     # worker at once: the parent sends it only when no save can be in progress.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _worker = _Worker(settings, shared, alpn)
-    threading.Thread(target=_watch_parent, args=(_worker.local,), daemon=True).start()
+    # The watch starts first: a worker that can never be set up (under fork,
+    # a lock another thread of the parent held at the fork stays held) still
+    # ends with its parent instead of living on, holding the parent's pipes.
+    local = threading.Lock()
+    threading.Thread(target=_watch_parent, args=(local,), daemon=True).start()
+    _worker = _Worker(settings, shared, alpn, local)
     shared.send.send(("ready", os.getpid(), time.perf_counter()))
     # Counted even if this worker never gets a flag: it costs its memory all the same.
     _worker.peak = portable.peak_rss_kib()
@@ -326,7 +350,8 @@ def process_pool(
     it stops every save, drops queued work and ends the workers without
     waiting for their downloads; what they saved is in ``tracker.saver``.
     """
-    context = start_context()
+    worker, alpn = worker_settings(settings)
+    context = start_context()  # after the probe: its thread may still be about
     receive, send = context.Pipe(duplex=False)
     shared = _Shared(
         context.Value("b", 0),
@@ -334,7 +359,6 @@ def process_pool(
         context.Value("d", 0.0),
         context.Value("b", 0, lock=False),
     )
-    worker, alpn = worker_settings(settings)
     before = set(multiprocessing.active_children())
     started = time.perf_counter()
     executor = futures.ProcessPoolExecutor(

@@ -462,6 +462,10 @@ def main(
     banner = [f"seed {seed} (replay with --seed {seed}); Ctrl-C stops the servers"]
     banner += [describe(server) for server in servers]
     run(servers, supervised=args.supervised, banner=banner, lease=args.lease)
+    # The servers are closed: the lease can go now, rather than be left for
+    # the interpreter to find unclosed as it ends (a ResourceWarning).
+    while _held:
+        _held.pop().release()
     if not args.supervised:
         print("servers stopped", file=sys.stderr)
     return 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import multiprocessing
+import os
 import signal
 import socket
 import ssl
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
+from flags2.processes import START_METHOD_ENV
 from flags2.runner import load_mode
 from flags2.settings import Settings
 from flags2.tracker import Tracker
@@ -48,6 +51,14 @@ from tests.helpers import (
 # (any but SIG_IGN) means children start with the default again.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# Many tests plant a fault in this process (monkeypatch) and run the process
+# pool here: its workers see the fault only if they are forks of this process.
+# A run's own default is forkserver on Linux (flags2.processes.start_context),
+# which its own tests check with this variable removed.
+if "fork" in multiprocessing.get_all_start_methods():
+    os.environ.setdefault(START_METHOD_ENV, "fork")
 
 
 @pytest.fixture(scope="session", autouse=True)

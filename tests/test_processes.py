@@ -83,6 +83,60 @@ def test_every_code_gives_194_flags_and_482_not_found(
     assert len(list(dest.iterdir())) == 194
 
 
+def test_a_run_with_one_thread_forks_and_says_nothing(
+    local_url: str, dest: Path
+) -> None:
+    """No bundled server, no probe: the run has one thread, and fork is safe."""
+    default = get_all_start_methods()[0]
+    env = {k: v for k, v in os.environ.items() if k != START_METHOD_ENV}
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-m", "flags2", "download", "--no-serve",
+         "--mode", "processpool", "-l", "5", "-m", "2", "-s", local_url,
+         "-d", str(dest), "--json", str(dest.parent / "run.json")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads((dest.parent / "run.json").read_text())
+    assert record["pool"]["start_method"] == default
+    assert "fork()" not in done.stderr  # 3.12's warning of a threaded fork
+    assert len(list(dest.iterdir())) == 5
+
+
+CHOOSE = """
+import multiprocessing as mp, threading
+from flags2.processes import start_context
+mp.get_context().Lock()  # fixes multiprocessing's own default: no matter
+alone = start_context().get_start_method()
+left = threading.Event()
+threading.Thread(target=left.wait).start()
+threaded = start_context().get_start_method()
+left.set()
+print(alone, threaded)
+"""
+
+
+@pytest.mark.skipif(
+    get_all_start_methods()[0] != "fork", reason="fork is not the default here"
+)
+def test_a_process_with_threads_is_never_forked() -> None:
+    env = {k: v for k, v in os.environ.items() if k != START_METHOD_ENV}
+    chosen = subprocess.run(
+        [sys.executable, "-c", CHOOSE], capture_output=True, text=True, env=env,
+        timeout=60,
+    )  # fmt: skip
+    assert chosen.stdout.split() == ["fork", "forkserver"], chosen.stderr
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_environment_chooses_the_start_method(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flags2.processes import start_context
+
+    monkeypatch.setenv(START_METHOD_ENV, method)
+    assert start_context().get_start_method() == method
+
+
 def test_threadpool_map_gives_the_same_counts(local_url: str, dest: Path) -> None:
     done = _download(
         ["--mode", "threadpool", "--map", "-e", "-m", "30", "-s", local_url,
