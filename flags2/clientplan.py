@@ -208,17 +208,22 @@ def server_alpn(
 ) -> str | None:
     """What an https server answers to an offer of HTTP/2 (flags2.tls.negotiated).
 
-    None when the run does not offer it (plain http, ``--http1.1``, a proxy)
-    or no handshake completed: either way the run goes without HTTP/2. The
-    probe's TLS session goes into `sessions`, which must serve `verify`.
+    None for plain http or a proxy, or when no handshake completed: either way
+    the run goes without HTTP/2. Under ``--http1.1`` the probe offers HTTP/1.1
+    alone, for its TLS session: it goes into `sessions` (which must serve
+    `verify`), and the run's first burst of connections resumes it instead of
+    each checking the certificate again.
     """
     https = settings.base_url.lower().startswith("https:")
-    if not (https and settings.http2 and _https_direct()):
+    if not (https and _https_direct()):
         return None
-    from flags2.tls import negotiated
+    from flags2.tls import HTTP1_ONLY, negotiated
 
     context = verify if verify is not None else httpx.create_ssl_context()
-    return negotiated(settings.base_url, context, settings.timeout, sessions)
+    offer = None if settings.http2 else HTTP1_ONLY
+    return negotiated(
+        settings.base_url, context, settings.timeout, sessions, offer=offer
+    )
 
 
 def _https_direct() -> bool:

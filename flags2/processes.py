@@ -333,7 +333,9 @@ def worker_settings(settings: Settings) -> tuple[Settings, str | None]:
     worker goes by that answer: asked by each worker instead, up to 50
     handshakes, and a flaky server could have the workers disagree.
     """
-    alpn = server_alpn(settings)
+    # Under --http1.1 the answer is known, and a probe's TLS session would be
+    # the parent's alone: no handshake for it here, nor in the workers.
+    alpn = server_alpn(settings) if settings.http2 else "http/1.1"
     worker = dataclasses.replace(
         settings, concurrency=1, http2=settings.http2 and alpn == "h2"
     )

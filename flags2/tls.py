@@ -164,8 +164,11 @@ def negotiated(
     context: ssl.SSLContext,
     timeout: float | None,
     sessions: Sessions | None = None,
+    *,
+    offer: list[str] | None = None,
 ) -> str | None:
-    """What the server of `base_url` answers to an offer of h2 and http/1.1.
+    """What the server of `base_url` answers to an offer of h2 and http/1.1
+    (or of `offer`).
 
     ``"h2"``, ``"http/1.1"`` (also for a server that does not use ALPN), or
     None when no handshake completed within `timeout` (refused, not trusted,
@@ -188,7 +191,7 @@ def negotiated(
     except UnicodeError:
         return None
     port = url.port or 443
-    context.set_alpn_protocols(_BOTH)
+    context.set_alpn_protocols(offer or _BOTH)
     answer: list[str | None] = []
 
     def ask() -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
 from flags2.aioclients import AsyncPlainHTTPTransport
+from flags2.clientplan import server_alpn
 from flags2.clients import PlainHTTPTransport
+from flags2.settings import Settings
 from flags2.status import DownloadStatus
 from flags2.tls import Sessions, lean_context, negotiated
 from tests.helpers import KeptAlive, RunFn, TLSServer
@@ -98,3 +101,38 @@ def test_a_run_resumes_the_probes_session(
     assert server.resumed[1] is False
     run = [server.resumed[number] for number in (2, 3, 4)]
     assert run.count(False) <= 1 and run[1:] == [True, True], mode
+
+
+def test_under_http1_1_the_probe_offers_http1_1_alone_and_keeps_its_session(
+    tls_server: TLSServer, tls_one_a_connection: KeptAlive, tmp_path: Path
+) -> None:
+    # tls_server speaks h2 when offered it: answered http/1.1, h2 was not.
+    plain = Settings(base_url=tls_server.url, dest=tmp_path, http2=False)
+    assert server_alpn(plain, lean_context(True)) == "http/1.1"
+    server = tls_one_a_connection
+    settings = Settings(base_url=server.url, dest=tmp_path, http2=False)
+    sessions = Sessions()
+    for _ in range(3):  # a loaded machine can delay the ticket: see above
+        assert server_alpn(settings, lean_context(True), sessions) == "http/1.1"
+        if sessions.get("localhost", _port(server)):
+            break
+    assert sessions.get("localhost", _port(server)) is not None
+
+
+def test_an_http1_1_run_probes_first_for_the_session(
+    run_mode: RunFn, mode: str, tls_one_a_connection: KeptAlive
+) -> None:
+    # Connection 1 is the probe: a full handshake, no request; the run's
+    # three connections come after it (and resume its session but where the
+    # ticket was late). A process pool has no probe: its workers could not
+    # use the parent's session.
+    server = tls_one_a_connection
+    tracker = run_mode(
+        ["BR", "CN", "IN"], base_url=server.url, concurrency=3, http2=False
+    )
+    assert tracker.counter[DownloadStatus.OK] == 3
+    probe = 0 if mode == "processpool" else 1
+    assert server.connections == 3 + probe
+    assert server.resumed[1] is False
+    numbers = sorted(number for number, _ in server.requests)
+    assert numbers == [1 + probe, 2 + probe, 3 + probe]
