@@ -144,7 +144,8 @@ class ClientPlan:
     def for_run(cls, settings: Settings, alpn: str | None = None) -> ClientPlan:
         """The plan for `settings`; `alpn` is the server's ALPN answer when the
         run has asked already (a process-pool worker gets its parent's), else
-        an https run that offers HTTP/2 asks here (:func:`server_alpn`)."""
+        an https run asks here (:func:`server_alpn`): for HTTP/2, or under
+        ``--http1.1`` for the TLS session its connections resume."""
         # Leases guarantee a free slot, so a wait for one would be a bug: no limit.
         timeout = httpx.Timeout(settings.timeout, pool=None)
         direct = _https_direct()

@@ -17,7 +17,8 @@ on the lean transport's keep-alive connections. One handshake costs what one
 more connection costs, and it saves an HTTP/1.1-only server from httpx2's pool
 of many small clients. Its TLS session (:class:`Sessions`) is the one the lean
 transport's connections then resume: a resumed handshake skips the
-certificate's check on both sides.
+certificate's check on both sides. Under ``--http1.1`` the probe offers
+HTTP/1.1 alone, for that session only.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ DETACHED_LINE = "DETACHED"
 """What a leased child says instead when other runs still use it; it then
 writes nothing more to the pipes its starter is about to close."""
 
-_held: list[Lease] = []  # the exclusive lease, kept until the process exits
+_held: list[Lease] = []  # the exclusive lease, kept until the servers are closed
 # What a leased server takes as "its starter has gone" besides stdin's EOF.
 _LEAVING_SIGNALS = ("SIGTERM", "SIGHUP")
 

@@ -43,10 +43,19 @@ def local_url() -> Iterator[str]:
         yield running.urls["local"]
 
 
+def _platform_env() -> dict[str, str]:
+    """The environment without the suite's FLAGS2_START_METHOD (conftest)."""
+    return {k: v for k, v in os.environ.items() if k != START_METHOD_ENV}
+
+
 def _download(
-    args: list[str], method: str | None = None, command: list[str] | None = None
+    args: list[str],
+    method: str | None = None,
+    command: list[str] | None = None,
+    *,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     if method is not None:
         env[START_METHOD_ENV] = method
     base = command or [sys.executable, "-m", "flags2", "download"]
@@ -88,12 +97,11 @@ def test_a_run_with_one_thread_forks_and_says_nothing(
 ) -> None:
     """No bundled server, no probe: the run has one thread, and fork is safe."""
     default = get_all_start_methods()[0]
-    env = {k: v for k, v in os.environ.items() if k != START_METHOD_ENV}
-    done = subprocess.run(
-        [sys.executable, "-W", "default", "-m", "flags2", "download", "--no-serve",
-         "--mode", "processpool", "-l", "5", "-m", "2", "-s", local_url,
+    done = _download(
+        ["--mode", "processpool", "-l", "5", "-m", "2", "-s", local_url,
          "-d", str(dest), "--json", str(dest.parent / "run.json")],
-        capture_output=True, text=True, env=env, timeout=120,
+        command=[sys.executable, "-W", "default", "-m", "flags2", "download"],
+        env=_platform_env(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     record = json.loads((dest.parent / "run.json").read_text())
@@ -119,10 +127,9 @@ print(alone, threaded)
     get_all_start_methods()[0] != "fork", reason="fork is not the default here"
 )
 def test_a_process_with_threads_is_never_forked() -> None:
-    env = {k: v for k, v in os.environ.items() if k != START_METHOD_ENV}
     chosen = subprocess.run(
-        [sys.executable, "-c", CHOOSE], capture_output=True, text=True, env=env,
-        timeout=60,
+        [sys.executable, "-c", CHOOSE], capture_output=True, text=True,
+        env=_platform_env(), timeout=60,
     )  # fmt: skip
     assert chosen.stdout.split() == ["fork", "forkserver"], chosen.stderr
 
