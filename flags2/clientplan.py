@@ -20,10 +20,10 @@ Through a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) an https run keeps httpx2's
 own transport, which honours it. Over HTTP/2 a client's requests are
 streams on one connection, so a client holds ``STREAMS_PER_CONNECTION`` of
 the run's slots: RFC 9113 (6.5.2) asks servers to allow at least 100
-concurrent streams, so no request waits for one, and a server that allows
-fewer makes httpcore queue the rest on the connection (a wait, never an
-error). Redirects are followed, at most ``MAX_REDIRECTS`` of them, never from
-https to plain http (:class:`RefuseDowngrade`).
+concurrent streams, so no request waits for one, and against a server that
+allows fewer the rest wait on the connection (a wait, never an error).
+Redirects are followed, at most ``MAX_REDIRECTS`` of them, never from https
+to plain http (:class:`RefuseDowngrade`).
 """
 
 from __future__ import annotations

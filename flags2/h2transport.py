@@ -1,14 +1,19 @@
-"""httpx's own HTTP/2 transport, for blocking and async clients alike.
+"""HTTP/2 over https, for blocking and async clients: h2's streams on our sockets.
 
-An https run offers HTTP/2 through httpx's ``AsyncHTTPTransport(http2=True)``.
-An async client awaits it on its own loop. A blocking client (sequential and
-thread-pool modes) hands each request to a private event-loop thread that
-runs the same transport: httpcore's blocking HTTP/2 shares one h2 state
-machine among the threads of a connection without a lock around a stream's
-id and its headers, so at ``-m 30`` nginx saw streams out of order and ended
-connections (``ConnectionTerminated error_code:1``, PROTOCOL_ERROR). On one
-loop every frame is written in order, and the threads still wait as the
-book's threads do, each for its own flag.
+Each GET over https is a stream of :class:`flags2.h2conn.H2Protocol`, h2's
+state machine in an asyncio Protocol; a client keeps one connection per
+origin. httpx2's own ``AsyncHTTPTransport(http2=True)`` carried them before:
+its per-stream anyio cancel scopes, locks and byte-stream iterators cost as
+much CPU as h2 itself (py-spy), and ``-e -m 1000`` took about twice its
+plain-http time. It still carries what is not a plain GET over https.
+
+An async client awaits the transport on its own loop. A blocking client
+(sequential and thread-pool modes) hands each request to a private
+event-loop thread: an h2 state machine shared among threads would need a
+lock around each stream's id and its headers (httpcore's blocking HTTP/2 had
+none, and at ``-m 30`` nginx saw streams out of order and ended connections
+with PROTOCOL_ERROR). On one loop every frame is written in order, and the
+threads still wait as the book's threads do, each for its own flag.
 
 A blocking run's clients share one :class:`PrivateLoop`: all the HTTP/2 work
 is then in one thread, as in the asyncio mode, instead of one loop thread per
@@ -17,15 +22,18 @@ client contending with the others (and with the run's threads) for the GIL.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ssl
 import threading
 from concurrent import futures
-from typing import TYPE_CHECKING, Any
 
 import httpx2 as httpx
 
-if TYPE_CHECKING:
-    import asyncio
+from flags2.clientplan import lean_request, origin
+from flags2.h2conn import H2Protocol
+from flags2.http11 import Stale, request_timeouts
+from flags2.tls import TLSLayer, tls_connect_error
 
 __all__ = ["HTTP2Transport", "PrivateLoop"]
 
@@ -44,8 +52,6 @@ class PrivateLoop:
         loop = self._loop
         if loop is not None:  # the common case takes no lock
             return loop
-        import asyncio
-
         with self._lock:
             if self._closed:
                 raise RuntimeError("the private loop is closed")
@@ -78,15 +84,31 @@ class PrivateLoop:
 
 
 class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """One client's HTTP/2-capable transport; `options` go to AsyncHTTPTransport.
+    """One client's HTTP/2 transport: a connection per origin, its streams h2's.
 
-    A blocking client runs it on `private_loop` (shared with the run's other
-    clients, closed by whoever made it), or on a loop of its own if none.
+    A GET over https goes as a stream of :class:`flags2.h2conn.H2Protocol`;
+    anything else (plain http after a redirect, a request with a body) goes
+    through httpx's own ``AsyncHTTPTransport(http2=True)``, made only then.
+    One connection carries all of a client's streams (the plan gives a client
+    at most ``STREAMS_PER_CONNECTION``); a new one is made when it ends or
+    says GOAWAY. A blocking client runs it on `private_loop` (shared with the
+    run's other clients, closed by whoever made it), or on a loop of its own.
     """
 
-    def __init__(self, *, private_loop: PrivateLoop | None = None, **options: Any):
-        self._options = options
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        limits: httpx.Limits = httpx.Limits(),  # noqa: B008 - immutable
+        private_loop: PrivateLoop | None = None,
+    ) -> None:
+        self._verify = verify
+        self._limits = limits
+        self._context: ssl.SSLContext | None = None
         self._transport: httpx.AsyncHTTPTransport | None = None
+        self._current: dict[_Key, H2Protocol] = {}
+        self._connecting: dict[_Key, asyncio.Future[H2Protocol]] = {}
+        self._open: set[H2Protocol] = set()
         self._private = private_loop or PrivateLoop()
         self._owns_loop = private_loop is None
         self._lock = threading.Lock()
@@ -95,15 +117,86 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def _inner(self) -> httpx.AsyncHTTPTransport:
         if self._transport is None:
-            self._transport = httpx.AsyncHTTPTransport(http2=True, **self._options)
+            self._transport = httpx.AsyncHTTPTransport(
+                verify=self._verify, limits=self._limits, http2=True
+            )
         return self._transport
 
     # -- async clients: on the caller's loop ------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._inner().handle_async_request(request)
+        if request.url.scheme != "https" or not lean_request(request, tls=True):
+            return await self._inner().handle_async_request(request)
+        key = origin(request.url)
+        timeouts = request_timeouts(request)
+        fruitless = 0
+        while fruitless < _TRIES:
+            conn = await self._connection(key, timeouts.get("connect"))
+            try:
+                return await conn.request(request, timeouts.get("read"))
+            except Stale:  # the server never saw it: again, on a new connection
+                fruitless += not conn.answered
+        raise httpx.RemoteProtocolError(
+            f"the server turned this request away on {_TRIES} connections"
+        )
+
+    async def _connection(self, key: _Key, timeout: float | None) -> H2Protocol:
+        conn = self._current.get(key)
+        if conn is not None and conn.usable:
+            return conn
+        if self._closed:
+            raise httpx.ConnectError("the client is closed")
+        making = self._connecting.get(key)
+        if making is None:
+            # One connection is made for all the streams that want one now.
+            made = asyncio.ensure_future(self._connect(key, timeout))
+            self._connecting[key] = making = made
+
+            def done(made: asyncio.Future[H2Protocol]) -> None:
+                if self._connecting.get(key) is made:
+                    del self._connecting[key]
+                if not made.cancelled():
+                    made.exception()  # retrieved: it is each waiter's error too
+
+            made.add_done_callback(done)
+        return await asyncio.shield(making)
+
+    async def _connect(self, key: _Key, timeout: float | None) -> H2Protocol:
+        loop = asyncio.get_running_loop()
+        _, host, port = key
+        if self._context is None:
+            self._context = httpx.create_ssl_context(self._verify)
+            self._context.set_alpn_protocols(_ALPN)
+        context = self._context
+        self._open = {conn for conn in self._open if not conn.ended}
+        conn: H2Protocol | None = None
+        # One deadline for the lookup, every address and the TLS handshake.
+        try:
+            async with asyncio.timeout(timeout):
+                _, conn = await loop.create_connection(
+                    lambda: H2Protocol(loop, TLSLayer(context, host)), host, port
+                )
+                self._open.add(conn)
+                await conn.handshake()
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, TimeoutError):
+                raise httpx.ConnectTimeout("timed out") from None
+            if isinstance(exc, ssl.SSLError):
+                raise tls_connect_error(exc) from exc
+            if isinstance(exc, (OSError, UnicodeError)):
+                raise httpx.ConnectError(str(exc)) from exc
+            raise
+        self._current[key] = conn
+        return conn
 
     async def aclose(self) -> None:
+        self._closed = True
+        for conn in list(self._open):
+            conn.close()
+        self._open.clear()
+        self._current.clear()
         if self._transport is not None:
             await self._transport.aclose()
 
@@ -118,8 +211,6 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         lock is held only around the set of pending requests, never across the
         hand-off: at ``-m 1000`` threads queued on it.
         """
-        import asyncio
-
         if self._closed:
             raise httpx.ConnectError("the client is closed", request=request)
         try:
@@ -145,7 +236,9 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def _whole(self, request: httpx.Request) -> httpx.Response:
         """The answer read whole (a flag is small), to hand to another thread."""
-        response = await self._inner().handle_async_request(request)
+        response = await self.handle_async_request(request)
+        if isinstance(response.stream, httpx.ByteStream):
+            return response  # a stream's answer is whole already
         try:
             body = await response.aread()
         finally:
@@ -158,17 +251,20 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         )
 
     def close(self) -> None:
-        import asyncio
-
         with self._lock:
             self._closed = True
             pending = list(self._pending)
         for future in pending:  # their threads get a ReadError at once
             future.cancel()
         loop = self._private.started()
-        if loop is not None and self._transport is not None:
-            # Closing: whatever the pool says, its sockets go with the loop.
+        if loop is not None:
+            # Closing: whatever the connections say, they go with the loop.
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(5)
         if self._owns_loop:
             self._private.close()
+
+
+_Key = tuple[str, str, int]  # scheme, A-label, port: what a connection reaches
+_ALPN = ["h2", "http/1.1"]  # offered as httpcore does; only h2 is taken
+_TRIES = 3  # connections that answered nothing before a request gives up

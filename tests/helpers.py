@@ -66,6 +66,24 @@ them from inside (a patched function counting its calls) parametrizes
 FLAGS_DIR = Path(str(resources.files("flags2.servers") / "data" / "flags"))
 
 
+def recorded_run(
+    mode: str,
+    base_url: str,
+    dest: Path,
+    json_path: Path,
+    codes: list[str],
+    **fields: Any,
+) -> tuple[int, dict[str, Any]]:
+    """A whole run (runner.run) of `codes`, with its --json record read back."""
+    from flags2.runner import run
+    from flags2.settings import Settings
+
+    fields.setdefault("timeout", 5.0)
+    settings = Settings(base_url=base_url, site="CUSTOM", dest=dest, **fields)
+    code = run(mode, sorted(codes), settings, json_path=str(json_path), serve=False)
+    return code, json.loads(json_path.read_text())
+
+
 def flag_bytes(cc: str) -> bytes:
     cc = cc.lower()
     return (FLAGS_DIR / cc / f"{cc}.gif").read_bytes()

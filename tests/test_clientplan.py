@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,8 @@ from flags2.clientplan import (
     split_slots,
 )
 from flags2.codes import all_country_codes
-from flags2.runner import load_mode, run
-from flags2.settings import Settings
-from tests.helpers import MODES, TLSServer, flag_bytes, serve_flags
+from flags2.runner import load_mode
+from tests.helpers import MODES, TLSServer, flag_bytes, recorded_run, serve_flags
 
 
 @pytest.mark.parametrize("concurrency", [1, 5, 31, 32, 33, 100, 999, 1000])
@@ -47,11 +45,8 @@ def _https_run(
     """A whole run (runner.run) with its --json record read back."""
     fields: dict[str, Any] = {"concurrency": load_mode(mode).MAX_CONCUR_REQ}
     fields.update(options)
-    codes = sorted(fields.pop("codes", ["BR", "CN", "IN", "ZZ"]))
-    settings = Settings(base_url=base_url, site="CUSTOM", dest=dest, timeout=5.0,
-                        **fields)  # fmt: skip
-    code = run(mode, codes, settings, json_path=str(json_path), serve=False)
-    return code, json.loads(json_path.read_text())
+    codes = fields.pop("codes", ["BR", "CN", "IN", "ZZ"])
+    return recorded_run(mode, base_url, dest, json_path, codes, **fields)
 
 
 @pytest.mark.parametrize("mode", MODES)

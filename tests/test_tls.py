@@ -26,11 +26,18 @@ from flags2.aioclients import AsyncPlainHTTPTransport
 from flags2.clientplan import STREAMS_PER_CONNECTION, ClientPlan
 from flags2.clients import PlainHTTPTransport, _Conn
 from flags2.processes import worker_settings
-from flags2.runner import run
 from flags2.settings import Settings
 from flags2.status import DownloadStatus
 from flags2.tls import lean_context, negotiated
-from tests.helpers import MODES, Answers, KeptAlive, RunFn, TLSServer, flag_bytes
+from tests.helpers import (
+    MODES,
+    Answers,
+    KeptAlive,
+    RunFn,
+    TLSServer,
+    flag_bytes,
+    recorded_run,
+)
 
 _GIF = flag_bytes("BR")
 _GOOD = (
@@ -48,11 +55,8 @@ def _run(
     """A whole run (runner.run) with its --json record read back."""
     fields: dict[str, Any] = {"concurrency": 2}
     fields.update(options)
-    codes = sorted(fields.pop("codes", ["BR", "CN", "IN", "US", "ZZ"]))
-    settings = Settings(base_url=base_url, site="CUSTOM", dest=dest, timeout=5.0,
-                        **fields)  # fmt: skip
-    code = run(mode, codes, settings, json_path=str(json_path), serve=False)
-    return code, json.loads(json_path.read_text())
+    codes = fields.pop("codes", ["BR", "CN", "IN", "US", "ZZ"])
+    return recorded_run(mode, base_url, dest, json_path, codes, **fields)
 
 
 # -- which transport an https run takes ----------------------------------------
