@@ -40,6 +40,7 @@ scanning itself than waiting on the network).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import ssl
@@ -256,13 +257,16 @@ class PlainHTTPTransport(httpx.BaseTransport):
             return lookup
 
     def _checkout(self, key: _Key) -> _Conn | None:
-        with self._lock:
-            idle = self._idle.get(key)
-            while idle:
+        # A list's pop and append are atomic: no lock for the free list.
+        idle = self._idle.get(key)
+        while idle:
+            try:
                 conn = idle.pop()
-                if conn.idle_and_open():
-                    return conn
-                conn.close()
+            except IndexError:  # another thread took the last one
+                return None
+            if conn.idle_and_open():
+                return conn
+            conn.close()
         return None
 
     def _release(self, conn: _Conn, *, reuse: bool) -> None:
@@ -272,11 +276,16 @@ class PlainHTTPTransport(httpx.BaseTransport):
         if not conn.reused and isinstance(sock, ssl.SSLSocket):
             # A new connection's first answer is in, and a TLS 1.3 ticket with it.
             self._sessions.keep(conn.key[1], conn.key[2], sock)
-        with self._lock:
-            if reuse and not self._closed:
-                conn.reused = True
-                self._idle.setdefault(conn.key, []).append(conn)
+        if reuse and not self._closed:
+            conn.reused = True
+            idle = self._idle.get(conn.key)
+            if idle is None:
+                idle = self._idle.setdefault(conn.key, [])
+            idle.append(conn)
+            if not self._closed:
                 return
+            with contextlib.suppress(ValueError):  # close() may have taken it
+                idle.remove(conn)
         conn.close()
 
     def _https(self) -> httpx.Client:

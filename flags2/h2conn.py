@@ -9,14 +9,18 @@ arrive in ``data_received``, as :mod:`flags2.aioclients` does for HTTP/1.1
 
 Streams past the server's cap (``SETTINGS_MAX_CONCURRENT_STREAMS``; nginx
 128, hypercorn 100) wait for one to end: a wait, never an error. A stream
-the server never saw (past a GOAWAY's last id, or refused with
-REFUSED_STREAM) raises :class:`flags2.http11.Stale`: the transport tries it
-again on a new connection (RFC 9113, 8.7). Any other end is httpx's error.
+refused (REFUSED_STREAM) raises :class:`Refused`, and one still unanswered
+when a GOAWAY comes raises :class:`flags2.http11.Stale`: the transport sends
+it again (RFC 9113, 8.7), on a new connection after a GOAWAY. h2 reads no
+frame after a GOAWAY (python-hyper/h2#1181), so after a graceful one even
+the streams the server did see go again: a GET may be sent twice (RFC 9110,
+9.2.2). Any other end is httpx's error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
 from typing import Any
@@ -28,11 +32,12 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import httpx2 as httpx
+from hyperframe.frame import Frame, GoAwayFrame
 
 from flags2.http11 import CONNECTION, MAX_BODY, Stale
 from flags2.tls import TLSLayer
 
-__all__ = ["H2Protocol", "request_headers"]
+__all__ = ["H2Protocol", "Refused", "request_headers"]
 
 _WINDOW = 2**24  # a stream's and the connection's receive window: no stalls
 _CONFIG = h2.config.H2Configuration(
@@ -54,6 +59,11 @@ _NOT_SENT = frozenset(
     | {b"transfer-encoding", b"te"}
 )
 _VERSION = b"HTTP/2"
+_HEADER = 9  # the bytes of a frame's header (RFC 9113, 4.1)
+
+
+class Refused(Stale):
+    """The server refused the stream (REFUSED_STREAM): it never saw it."""
 
 
 def request_headers(request: httpx.Request) -> list[tuple[bytes, bytes]]:
@@ -96,6 +106,8 @@ class H2Protocol(asyncio.Protocol):
         self._h2 = h2.connection.H2Connection(config=_CONFIG)
         self._handshaken: asyncio.Future[None] = loop.create_future()
         self._shaken = False  # TLS is done
+        self._inbox = b""  # the start of a frame whose rest is still to come
+        self._goaway_read = False
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
         self._waiting: deque[asyncio.Future[None]] = deque()
@@ -135,12 +147,14 @@ class H2Protocol(asyncio.Protocol):
         except ssl.SSLError as exc:
             self._fail(httpx.ReadError(str(exc)))
             return
+        data = self._until_goaway(data)
         if data:
             try:
                 events = self._h2.receive_data(data)
             except h2.exceptions.ProtocolError as exc:
-                self._h2.close_connection()  # h2 names the error to the server
-                self._flush()
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self._h2.close_connection()  # h2 names the error to the server
+                    self._flush()
                 self._fail(httpx.RemoteProtocolError(str(exc)))
                 return
             for event in events:
@@ -148,6 +162,31 @@ class H2Protocol(asyncio.Protocol):
         self._flush()
         if tls.ended:
             self._fail(_disconnected())
+
+    def _until_goaway(self, data: bytes) -> bytes:
+        """What h2 may read now: whole frames, up to and including a GOAWAY.
+
+        h2 takes no frame after a GOAWAY (its connection is then closed, and
+        a frame that follows in the same read would make it raise before it
+        says GOAWAY at all), so bytes past one are never given to it. The
+        frame headers are read by hyperframe, h2's own framing layer.
+        """
+        if self._goaway_read:
+            return b""
+        if self._inbox:
+            data = self._inbox + data
+        at, size = 0, len(data)
+        with memoryview(data) as view:
+            while size - at >= _HEADER:
+                frame, length = Frame.parse_frame_header(view[at : at + _HEADER])
+                if size - at - _HEADER < length:
+                    break  # the rest of this frame is still on its way
+                at += _HEADER + length
+                if isinstance(frame, GoAwayFrame):
+                    self._goaway_read = True
+                    break
+        self._inbox = b"" if self._goaway_read else data[at:]
+        return data[:at]
 
     def eof_received(self) -> bool:
         self._fail(_disconnected())
@@ -176,7 +215,8 @@ class H2Protocol(asyncio.Protocol):
         if not done:
             return False
         if tls.tls.selected_alpn_protocol() != "h2":
-            error = ssl.SSLError(f"{tls.tls.server_hostname} did not agree to HTTP/2")
+            name = tls.tls.server_hostname
+            error = httpx.ConnectError(f"{name} did not agree to HTTP/2")
             self._handshaken.set_exception(error)
             self._handshaken.exception()
             return False
@@ -203,10 +243,12 @@ class H2Protocol(asyncio.Protocol):
             self._waiting.append(waiter)
             try:
                 await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then cancelled: the slot goes on
+                else:
                     self._waiting.remove(waiter)
+                raise
         if not self.usable:
             raise Stale()  # ended, or a GOAWAY came, while this one waited: unsent
         stream_id = conn.get_next_available_stream_id()
@@ -273,7 +315,7 @@ class H2Protocol(asyncio.Protocol):
             refused = event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
             self._end(
                 event.stream_id,
-                Stale()
+                Refused()
                 if refused
                 else httpx.RemoteProtocolError(f"stream reset: {event.error_code!r}"),
             )
@@ -283,18 +325,23 @@ class H2Protocol(asyncio.Protocol):
             if not self._handshaken.done():
                 # Its first frame: a stream sent before it could pass its cap.
                 self._handshaken.set_result(None)
-            self._wake()
+            self._wake(all_of_them=True)  # each waiter checks the cap again
 
     def _goaway(self, last_id: int, error_code: Any) -> None:
-        """No new streams; those the server never saw go again elsewhere."""
+        """No new streams, and no more frames (h2 reads none after a GOAWAY).
+
+        The streams the server never saw go again on a new connection; so do
+        those it did see, after a graceful GOAWAY (NO_ERROR): their answers
+        can no longer be read, and a GET may be sent twice (RFC 9110, 9.2.2).
+        After an error they end with it.
+        """
         self._last_id = last_id
-        for stream_id in [i for i in self._streams if i > last_id]:
-            self._end(stream_id, Stale())
-        if error_code:  # an error ends the streams it did see, too
-            error = httpx.RemoteProtocolError(f"connection ended: {error_code!r}")
-            for stream_id in list(self._streams):
-                self._end(stream_id, error)
-        self._wake(all_of_them=True)
+        error = httpx.RemoteProtocolError(f"connection ended: {error_code!r}")
+        for stream_id in list(self._streams):
+            self._end(
+                stream_id, Stale() if stream_id > last_id or not error_code else error
+            )
+        self._fail(error)
 
     def _end(self, stream_id: int, exc: BaseException | None) -> None:
         stream = self._streams.get(stream_id)
@@ -310,10 +357,7 @@ class H2Protocol(asyncio.Protocol):
         stream = self._streams.pop(stream_id, None)
         if stream is not None and stream.timer is not None:
             stream.timer.cancel()
-        if self._last_id is not None and not self._streams:
-            self.close()  # after a GOAWAY, its last stream: nothing more to come
-        else:
-            self._wake()
+        self._wake()
 
     def _reset(self, stream_id: int) -> None:
         if self._error is None:
@@ -347,16 +391,12 @@ class H2Protocol(asyncio.Protocol):
     def _fail(self, exc: Exception) -> None:
         """The connection is gone: every stream ends, no new one starts."""
         if not self._handshaken.done():
-            self._handshaken.set_exception(
-                ssl.SSLError("closed during the TLS handshake")
-                if isinstance(exc, httpx.TransportError)
-                else exc
-            )
+            what = "the TLS handshake" if not self._shaken else "the HTTP/2 preface"
+            self._handshaken.set_exception(httpx.ConnectError(f"closed during {what}"))
             self._handshaken.exception()
         if self._error is None:
             self._error = exc
-        for stream_id in list(self._streams):
-            # A stream past a GOAWAY's last id was never seen: already Stale.
+        for stream_id in list(self._streams):  # (after a GOAWAY: ended already)
             self._end(stream_id, exc)
         self._wake(all_of_them=True)
         if self._transport is not None:

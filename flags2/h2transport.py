@@ -31,7 +31,7 @@ from concurrent import futures
 import httpx2 as httpx
 
 from flags2.clientplan import lean_request, origin
-from flags2.h2conn import H2Protocol
+from flags2.h2conn import H2Protocol, Refused
 from flags2.http11 import Stale, request_timeouts
 from flags2.tls import TLSLayer, tls_connect_error
 
@@ -129,16 +129,23 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return await self._inner().handle_async_request(request)
         key = origin(request.url)
         timeouts = request_timeouts(request)
-        fruitless = 0
-        while fruitless < _TRIES:
+        fruitless = refused = 0
+        while True:
             conn = await self._connection(key, timeouts.get("connect"))
             try:
                 return await conn.request(request, timeouts.get("read"))
-            except Stale:  # the server never saw it: again, on a new connection
+            except Refused:  # not seen: again, on this connection or a new one
+                refused += 1
+                if refused == _TRIES:
+                    raise httpx.RemoteProtocolError(
+                        f"the server refused this request {_TRIES} times"
+                    ) from None
+            except Stale:  # not answered on a connection now gone: a new one
                 fruitless += not conn.answered
-        raise httpx.RemoteProtocolError(
-            f"the server turned this request away on {_TRIES} connections"
-        )
+                if fruitless == _TRIES:
+                    raise httpx.RemoteProtocolError(
+                        f"the server turned this request away on {_TRIES} connections"
+                    ) from None
 
     async def _connection(self, key: _Key, timeout: float | None) -> H2Protocol:
         conn = self._current.get(key)
@@ -159,7 +166,15 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                     made.exception()  # retrieved: it is each waiter's error too
 
             made.add_done_callback(done)
-        return await asyncio.shield(making)
+        try:
+            return await asyncio.shield(making)
+        except httpx.TransportError as exc:
+            # Each waiter its own error: httpx sets the request on it.
+            raise type(exc)(str(exc)) from exc
+        except asyncio.CancelledError:
+            if making.cancelled() and self._closed:  # by aclose, not this task
+                raise httpx.ConnectError("the client is closed") from None
+            raise
 
     async def _connect(self, key: _Key, timeout: float | None) -> H2Protocol:
         loop = asyncio.get_running_loop()
@@ -178,6 +193,8 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 )
                 self._open.add(conn)
                 await conn.handshake()
+                if self._closed:  # the client closed while it was made
+                    raise httpx.ConnectError("the client is closed")
         except BaseException as exc:
             if conn is not None:
                 conn.close()
@@ -193,6 +210,8 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._closed = True
+        for making in list(self._connecting.values()):
+            making.cancel()
         for conn in list(self._open):
             conn.close()
         self._open.clear()
@@ -267,4 +286,4 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
 _Key = tuple[str, str, int]  # scheme, A-label, port: what a connection reaches
 _ALPN = ["h2", "http/1.1"]  # offered as httpcore does; only h2 is taken
-_TRIES = 3  # connections that answered nothing before a request gives up
+_TRIES = 3  # refusals, or connections that answered nothing, before giving up
