@@ -295,6 +295,12 @@ class TLSServer:
         import asyncio
         import socket
 
+        # hypercorn imports h11 or h2 on its first connection, in its own
+        # thread: a process-pool worker forked meanwhile (the suite's default)
+        # would inherit that module's import lock held, and wait on it for
+        # good when its clients import h11 (httpcore2) or h2. Imported first.
+        import h2.connection  # noqa: F401
+        import h11  # noqa: F401
         from hypercorn.config import Config
 
         self.plain_url = plain_url

@@ -153,7 +153,7 @@ def test_http1_1_over_tls_keeps_connections_alive(
     code, record = _run(
         mode, f"{tls_server.url}/flags", dest, tmp_path / "r", http2=False
     )
-    assert code == 0
+    assert code == 0, [(f["cc"], f["error"]) for f in record["flags"] if f["error"]]
     assert record["counts"]["OK"] == 4 and record["counts"]["NOT_FOUND"] == 1
     assert {flag["http_version"] for flag in record["flags"]} == {"HTTP/1.1"}
     assert tls_server.versions == {"1.1"}
