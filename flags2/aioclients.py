@@ -25,14 +25,18 @@ from typing import Any
 import httpx2 as httpx
 
 from flags2 import portable
-from flags2.clientplan import ClientPlan, fallback_options, lean_request, origin
+from flags2.clientplan import (
+    ClientPlan,
+    Origin,
+    fallback_options,
+    lean_request,
+    origin,
+)
 from flags2.http11 import Answer, Stale, request_head, request_timeouts
 from flags2.settings import Settings
-from flags2.tls import Sessions, TLSLayer, lean_context, tls_connect_error
+from flags2.tls import Sessions, TLSLayer, connect_errors, lean_context
 
 __all__ = ["AsyncClientPool", "AsyncPlainHTTPTransport"]
-
-_Key = tuple[str, str, int]  # scheme, A-label, port: what a connection reaches
 
 
 class _Connection(asyncio.Protocol):
@@ -49,7 +53,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(
         self,
-        key: _Key,
+        key: Origin,
         loop: asyncio.AbstractEventLoop,
         tls: TLSLayer | None = None,
     ) -> None:
@@ -256,7 +260,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
         self._context: ssl.SSLContext | None = None
         self._sessions = Sessions() if sessions is None else sessions
         self._fallback: httpx.AsyncClient | None = None
-        self._idle: dict[_Key, list[_Connection]] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         # Each host is looked up once per run, not once per connection.
         self._addresses: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
@@ -288,21 +292,15 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
                 extensions=answer.extensions(conn if key[0] == "https" else None),
             )
 
-    async def _connect(self, key: _Key, timeout: float | None) -> _Connection:
+    async def _connect(self, key: Origin, timeout: float | None) -> _Connection:
         # One deadline for the lookup, every address and the TLS handshake.
-        try:
+        with connect_errors():
             async with asyncio.timeout(timeout):
                 conn = await self._open_connection(key)
-        except TimeoutError:
-            raise httpx.ConnectTimeout("timed out") from None
-        except ssl.SSLError as exc:
-            raise tls_connect_error(exc) from exc
-        except (OSError, UnicodeError) as exc:  # a label over 63 bytes: Unicode
-            raise httpx.ConnectError(str(exc)) from exc
         self._open.add(conn)
         return conn
 
-    async def _open_connection(self, key: _Key) -> _Connection:
+    async def _open_connection(self, key: Origin) -> _Connection:
         loop = asyncio.get_running_loop()
         scheme, host, port = key
         if scheme == "https" and self._context is None:
@@ -363,7 +361,7 @@ class AsyncPlainHTTPTransport(httpx.AsyncBaseTransport):
             lookup.add_done_callback(forget_failure)
         return await asyncio.shield(lookup)
 
-    def _checkout(self, key: _Key) -> _Connection | None:
+    def _checkout(self, key: Origin) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()

@@ -45,6 +45,7 @@ __all__ = [
     "STREAMS_PER_CONNECTION",
     "USER_AGENT",
     "ClientPlan",
+    "Origin",
     "RefuseDowngrade",
     "fallback_options",
     "lean_request",
@@ -111,7 +112,11 @@ def lean_request(request: httpx.Request, *, tls: bool) -> bool:
     )
 
 
-def origin(url: httpx.URL) -> tuple[str, str, int]:
+Origin = tuple[str, str, int]
+"""Scheme, A-label and port: what one connection reaches, the key of its pool."""
+
+
+def origin(url: httpx.URL) -> Origin:
     """Scheme, host and port a lean connection reaches: the host is the IDNA
     2008 A-label of the Host header, never the Unicode name (IDNA 2003)."""
     scheme = url.scheme

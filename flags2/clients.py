@@ -54,7 +54,13 @@ from typing import TYPE_CHECKING, Any
 import httpx2 as httpx
 
 from flags2 import portable
-from flags2.clientplan import ClientPlan, fallback_options, lean_request, origin
+from flags2.clientplan import (
+    ClientPlan,
+    Origin,
+    fallback_options,
+    lean_request,
+    origin,
+)
 from flags2.http11 import (
     RECV_SIZE,
     Answer,
@@ -64,7 +70,7 @@ from flags2.http11 import (
     request_timeouts,
 )
 from flags2.settings import Settings
-from flags2.tls import Sessions, lean_context, tls_connect_error
+from flags2.tls import Sessions, connect_errors, lean_context
 
 if TYPE_CHECKING:
     from flags2.h2transport import PrivateLoop
@@ -78,7 +84,7 @@ __all__ = ["ClientPool", "PlainHTTPTransport"]
 class _Conn:
     __slots__ = ("key", "reused", "sock")
 
-    def __init__(self, sock: socket.socket, key: _Key) -> None:
+    def __init__(self, sock: socket.socket, key: Origin) -> None:
         self.sock = sock
         self.key = key
         self.reused = False
@@ -134,7 +140,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         self._context: ssl.SSLContext | None = None
         self._sessions = Sessions() if sessions is None else sessions
         self._fallback: httpx.Client | None = None
-        self._idle: dict[_Key, list[_Conn]] = {}
+        self._idle: dict[Origin, list[_Conn]] = {}
         self._lookups: dict[tuple[str, int], _Lookup] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -204,23 +210,17 @@ class PlainHTTPTransport(httpx.BaseTransport):
             raise broken(exc, reused, httpx.ReadError) from exc
         return answer
 
-    def _connect(self, key: _Key, timeout: float | None) -> _Conn:
+    def _connect(self, key: Origin, timeout: float | None) -> _Conn:
         # One deadline for the lookup, every address tried and the TLS
         # handshake, as asyncio's twin has (socket.create_connection would
         # give each address the whole timeout, and the lookup none).
         clock = _Deadline(timeout)
         scheme, host, port = key
-        try:
+        with connect_errors():
             sock = _open_socket(self._lookup((host, port)).addresses(clock), clock)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
                 sock = self._handshake(sock, host, port, clock)
-        except TimeoutError:
-            raise httpx.ConnectTimeout("timed out") from None
-        except ssl.SSLError as exc:
-            raise tls_connect_error(exc) from exc
-        except (OSError, UnicodeError) as exc:  # a label over 63 bytes: Unicode
-            raise httpx.ConnectError(str(exc)) from exc
         return _Conn(sock, key)
 
     def _handshake(
@@ -256,7 +256,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
                 lookup = self._lookups[key] = _Lookup(key)
             return lookup
 
-    def _checkout(self, key: _Key) -> _Conn | None:
+    def _checkout(self, key: Origin) -> _Conn | None:
         # A list's pop and append are atomic: no lock for the free list.
         idle = self._idle.get(key)
         while idle:
@@ -308,7 +308,6 @@ class PlainHTTPTransport(httpx.BaseTransport):
 
 
 _Address = tuple[Any, Any, int, str, Any]  # one entry of getaddrinfo's list
-_Key = tuple[str, str, int]  # scheme, A-label, port: what a connection reaches
 
 
 def _open_socket(addresses: list[_Address], clock: _Deadline) -> socket.socket:

@@ -111,7 +111,6 @@ class H2Protocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
         self._waiting: deque[asyncio.Future[None]] = deque()
-        self._last_id: int | None = None  # the GOAWAY's: later streams are unseen
         self._error: Exception | None = None  # why no stream can be sent now
         self.answered = 0
         """Streams answered whole: a connection that turns requests away after
@@ -122,14 +121,10 @@ class H2Protocol(asyncio.Protocol):
         return self._tls
 
     @property
-    def ended(self) -> bool:
-        """The connection is gone (closed, lost, or broken)."""
-        return self._error is not None
-
-    @property
     def usable(self) -> bool:
-        """New streams may go on this connection."""
-        return self._error is None and self._last_id is None
+        """New streams may go on this connection: it is not closed, lost,
+        broken or gone away (a GOAWAY ends it: h2 reads nothing after one)."""
+        return self._error is None
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -335,7 +330,6 @@ class H2Protocol(asyncio.Protocol):
         can no longer be read, and a GET may be sent twice (RFC 9110, 9.2.2).
         After an error they end with it.
         """
-        self._last_id = last_id
         error = httpx.RemoteProtocolError(f"connection ended: {error_code!r}")
         for stream_id in list(self._streams):
             self._end(

@@ -30,10 +30,10 @@ from concurrent import futures
 
 import httpx2 as httpx
 
-from flags2.clientplan import lean_request, origin
+from flags2.clientplan import Origin, lean_request, origin
 from flags2.h2conn import H2Protocol, Refused
 from flags2.http11 import Stale, request_timeouts
-from flags2.tls import TLSLayer, tls_connect_error
+from flags2.tls import TLSLayer, connect_errors
 
 __all__ = ["HTTP2Transport", "PrivateLoop"]
 
@@ -106,8 +106,8 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._limits = limits
         self._context: ssl.SSLContext | None = None
         self._transport: httpx.AsyncHTTPTransport | None = None
-        self._current: dict[_Key, H2Protocol] = {}
-        self._connecting: dict[_Key, asyncio.Future[H2Protocol]] = {}
+        self._current: dict[Origin, H2Protocol] = {}
+        self._connecting: dict[Origin, asyncio.Future[H2Protocol]] = {}
         self._open: set[H2Protocol] = set()
         self._private = private_loop or PrivateLoop()
         self._owns_loop = private_loop is None
@@ -147,7 +147,7 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                         f"the server turned this request away on {_TRIES} connections"
                     ) from None
 
-    async def _connection(self, key: _Key, timeout: float | None) -> H2Protocol:
+    async def _connection(self, key: Origin, timeout: float | None) -> H2Protocol:
         conn = self._current.get(key)
         if conn is not None and conn.usable:
             return conn
@@ -176,34 +176,29 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 raise httpx.ConnectError("the client is closed") from None
             raise
 
-    async def _connect(self, key: _Key, timeout: float | None) -> H2Protocol:
+    async def _connect(self, key: Origin, timeout: float | None) -> H2Protocol:
         loop = asyncio.get_running_loop()
         _, host, port = key
         if self._context is None:
             self._context = httpx.create_ssl_context(self._verify)
             self._context.set_alpn_protocols(_ALPN)
         context = self._context
-        self._open = {conn for conn in self._open if not conn.ended}
+        self._open = {conn for conn in self._open if conn.usable}
         conn: H2Protocol | None = None
-        # One deadline for the lookup, every address and the TLS handshake.
         try:
-            async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(
-                    lambda: H2Protocol(loop, TLSLayer(context, host)), host, port
-                )
-                self._open.add(conn)
-                await conn.handshake()
-                if self._closed:  # the client closed while it was made
-                    raise httpx.ConnectError("the client is closed")
-        except BaseException as exc:
+            # One deadline for the lookup, every address and the TLS handshake.
+            with connect_errors():
+                async with asyncio.timeout(timeout):
+                    _, conn = await loop.create_connection(
+                        lambda: H2Protocol(loop, TLSLayer(context, host)), host, port
+                    )
+                    self._open.add(conn)
+                    await conn.handshake()
+            if self._closed:  # the client closed while it was made
+                raise httpx.ConnectError("the client is closed")
+        except BaseException:
             if conn is not None:
                 conn.close()
-            if isinstance(exc, TimeoutError):
-                raise httpx.ConnectTimeout("timed out") from None
-            if isinstance(exc, ssl.SSLError):
-                raise tls_connect_error(exc) from exc
-            if isinstance(exc, (OSError, UnicodeError)):
-                raise httpx.ConnectError(str(exc)) from exc
             raise
         self._current[key] = conn
         return conn
@@ -284,6 +279,5 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self._private.close()
 
 
-_Key = tuple[str, str, int]  # scheme, A-label, port: what a connection reaches
 _ALPN = ["h2", "http/1.1"]  # offered as httpcore does; only h2 is taken
 _TRIES = 3  # refusals, or connections that answered nothing, before giving up

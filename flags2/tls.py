@@ -23,11 +23,13 @@ HTTP/1.1 alone, for that session only.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx2 as httpx
 
@@ -158,6 +160,21 @@ _READ_SIZE = 65536
 def tls_connect_error(exc: ssl.SSLError) -> httpx.ConnectError:
     """A failed handshake in httpx's words; raise it ``from exc``."""
     return httpx.ConnectError(str(exc))
+
+
+@contextlib.contextmanager
+def connect_errors() -> Iterator[None]:
+    """A connection that could not be made, in httpx's words: a timeout (of
+    the lookup, every address and the handshake together), a failed TLS
+    handshake, or any other OSError (a label over 63 bytes: UnicodeError)."""
+    try:
+        yield
+    except TimeoutError:
+        raise httpx.ConnectTimeout("timed out") from None
+    except ssl.SSLError as exc:
+        raise tls_connect_error(exc) from exc
+    except (OSError, UnicodeError) as exc:
+        raise httpx.ConnectError(str(exc)) from exc
 
 
 def negotiated(

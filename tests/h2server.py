@@ -33,7 +33,7 @@ from hyperframe.frame import GoAwayFrame
 
 from tests.helpers import flag_bytes
 
-__all__ = ["H2Server"]
+__all__ = ["Answer", "H2Server"]
 
 Answer = Callable[[int, int, str], str]
 

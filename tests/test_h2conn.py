@@ -15,7 +15,7 @@ import pytest
 from flags2.codes import all_country_codes
 from flags2.h2conn import request_headers
 from flags2.processes import START_METHOD_ENV
-from tests.h2server import H2Server
+from tests.h2server import Answer, H2Server
 from tests.helpers import MODES, flag_bytes, leftovers, recorded_run
 
 CODES = ["BR", "CN", "DE", "IN", "US"]
@@ -44,6 +44,12 @@ def _run(
 
 def _errors(record: dict[str, Any]) -> dict[str, str]:
     return {f["cc"]: f["error"] for f in record["flags"] if f["error"]}
+
+
+def _only(cc: str, fate: str) -> Answer:
+    """A server answer: `fate` for the flag of `cc`, every other stream served."""
+    part = f"/{cc.lower()}/"
+    return lambda conn, stream, path: fate if part in path else "ok"
 
 
 def _saved(dest: Path) -> set[str]:
@@ -131,10 +137,7 @@ def test_a_path_refused_every_time_is_its_error_and_the_run_ends(
 ) -> None:
     # The connection answers the others, so it is making progress: the bound
     # is on the refusals of one request, not on fruitless connections.
-    def answer(conn: int, stream: int, path: str) -> str:
-        return "refuse" if "/cn/" in path else "ok"
-
-    with H2Server(test_ca[1], answer) as server:
+    with H2Server(test_ca[1], _only("CN", "refuse")) as server:
         code, record = _run(mode, server, dest, tmp_path, concurrency=1, retries=0)
     assert code == 1
     errors = _errors(record)
@@ -205,10 +208,7 @@ def test_a_client_closed_while_its_connection_is_made_keeps_none_open(
 def test_a_reset_stream_is_that_flag_s_error_alone(
     mode: str, trusted: str, test_ca: tuple[str, str], dest: Path, tmp_path: Path
 ) -> None:
-    def answer(conn: int, stream: int, path: str) -> str:
-        return "reset" if "/cn/" in path else "ok"
-
-    with H2Server(test_ca[1], answer) as server:
+    with H2Server(test_ca[1], _only("CN", "reset")) as server:
         code, record = _run(mode, server, dest, tmp_path, retries=0)
     assert code == 1
     errors = _errors(record)
@@ -221,10 +221,7 @@ def test_a_reset_stream_is_that_flag_s_error_alone(
 def test_a_silent_stream_times_out_and_the_others_are_served(
     mode: str, trusted: str, test_ca: tuple[str, str], dest: Path, tmp_path: Path
 ) -> None:
-    def answer(conn: int, stream: int, path: str) -> str:
-        return "silent" if "/in/" in path else "ok"
-
-    with H2Server(test_ca[1], answer) as server:
+    with H2Server(test_ca[1], _only("IN", "silent")) as server:
         code, record = _run(mode, server, dest, tmp_path, timeout=0.5, retries=0)
     assert code == 1
     errors = _errors(record)
