@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import queue
 import re
 import signal
 import socket
@@ -67,6 +68,59 @@ _ESCAPES[ord("\\")] = "\\\\"
 # How long get_request waits for a free connection slot before letting
 # serve_forever check for shutdown again.
 _ADMIT_WAIT = 0.2
+# How long a handler thread with no connection waits for one before it ends.
+_IDLE_THREAD = 10.0
+
+
+_Work = Callable[[Any, Any], None]
+
+
+class _Handlers:
+    """Threads that each serve one connection, then wait for the next.
+
+    Starting a thread and ending it cost more CPU than a request to LOCAL
+    costs http.server, and DELAY at ``-m 1000`` starts hundreds at once. A
+    thread that has served its connection waits `idle` seconds for another;
+    a connection finds a waiting thread if there is one, else starts one.
+    Every thread is a daemon (``_thread``): Ctrl-C never waits on one.
+    """
+
+    def __init__(self, idle: float = _IDLE_THREAD) -> None:
+        self._idle_for = idle
+        self._jobs: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        # Waiting threads not yet claimed by a queued job: a thread may end
+        # only while this is positive, so every queued job has a taker.
+        self._idle = 0
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for a connection that none has claimed yet."""
+        return self._idle
+
+    def run(self, work: _Work, request: Any, address: Any) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._jobs.put((request, address))
+                return
+        start_new_thread(self._serve, (work, request, address))
+
+    def _serve(self, work: _Work, request: Any, address: Any) -> None:
+        while True:
+            work(request, address)
+            with self._lock:
+                self._idle += 1
+            while True:
+                try:
+                    request, address = self._jobs.get(timeout=self._idle_for)
+                    break
+                except queue.Empty:
+                    with self._lock:
+                        if self._idle:
+                            self._idle -= 1
+                            return
+                    # Claimed just as the wait ran out: its job is on the way.
 
 
 class ServerStartError(Exception):
@@ -104,6 +158,7 @@ class FlagServer(ThreadingHTTPServer):
         self._buckets = [0] * _BUCKETS
         self._seen_lock = threading.Lock()
         self._backoff = AcceptBackoff()
+        self._handlers = _Handlers()
         family, address = _resolve(options.bind, port)
         self.address_family = family
         super().__init__(address, FlagRequestHandler)
@@ -150,9 +205,9 @@ class FlagServer(ThreadingHTTPServer):
         # threading.Thread.start() waits for the new thread to run, a GIL round
         # trip that cost ~320 us per connection here: 676 connections at once
         # took up to 0.8 s to reach their handlers, time that -e -m 1000
-        # counted against the client. The low-level call returns at once
-        # (~60 us); nothing joins these daemon threads.
-        start_new_thread(self._handle_in_thread, (request, client_address))
+        # counted against the client. The low-level threads start at once,
+        # and are kept for the next connections; nothing joins them.
+        self._handlers.run(self._handle_in_thread, request, client_address)
 
     def _handle_in_thread(self, request: Any, client_address: Any) -> None:
         try:
