@@ -2,9 +2,10 @@
 
 `FlagServer` is a `ThreadingHTTPServer` of one kind (``local``, ``delay`` or
 ``error``) with a listen backlog big enough for a thousand simultaneous
-connections, admission only while descriptors last (`flags2.servers.limits`), daemon
-handler threads (Ctrl-C never waits for a sleeping request) and no traceback
-when a client goes away or a request fails. Embedding one in a program or a test::
+connections, admission only while descriptors last (`flags2.servers.limits`),
+daemon handler threads kept for the next connection (Ctrl-C never waits for a
+sleeping request) and no traceback when a client goes away or a request fails.
+Embedding one in a program or a test::
 
     >>> from flags2.servers.options import ServerOptions
     >>> from flags2.servers.server import FlagServer, serve_in_thread
@@ -78,10 +79,11 @@ _Work = Callable[[Any, Any], None]
 class _Handlers:
     """Threads that each serve one connection, then wait for the next.
 
-    Starting a thread and ending it cost more CPU than a request to LOCAL
-    costs http.server, and DELAY at ``-m 1000`` starts hundreds at once. A
-    thread that has served its connection waits `idle` seconds for another;
-    a connection finds a waiting thread if there is one, else starts one.
+    Starting and ending a thread cost about a tenth of the CPU a whole
+    request costs here, and a run at ``-e -m 1000`` opens hundreds of
+    connections at once, run after run against a shared server. A thread
+    that has served its connection waits `idle` seconds for another; a
+    connection finds a waiting thread if there is one, else starts one.
     Every thread is a daemon (``_thread``): Ctrl-C never waits on one.
     """
 
