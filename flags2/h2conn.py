@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import h2.config
@@ -37,7 +38,7 @@ from hyperframe.frame import Frame, GoAwayFrame
 from flags2.http11 import CONNECTION, MAX_BODY, Stale
 from flags2.tls import TLSLayer
 
-__all__ = ["H2Protocol", "Refused", "request_headers"]
+__all__ = ["H2Protocol", "Outcome", "Refused", "request_headers"]
 
 _WINDOW = 2**24  # a stream's and the connection's receive window: no stalls
 _CONFIG = h2.config.H2Configuration(
@@ -82,11 +83,15 @@ def request_headers(request: httpx.Request) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-class _Stream:
-    __slots__ = ("body", "deadline", "done", "headers", "status", "timeout", "timer")
+Outcome = Callable[["httpx.Response | BaseException"], None]
+"""Told a stream's end once: its whole answer, or why there is none."""
 
-    def __init__(self, done: asyncio.Future[None], timeout: float | None) -> None:
-        self.done = done
+
+class _Stream:
+    __slots__ = ("body", "deadline", "headers", "on_end", "status", "timeout", "timer")
+
+    def __init__(self, on_end: Outcome, timeout: float | None) -> None:
+        self.on_end: Outcome | None = on_end  # None once it has ended
         self.timeout = timeout
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -112,6 +117,7 @@ class H2Protocol(asyncio.Protocol):
         self._streams: dict[int, _Stream] = {}
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._error: Exception | None = None  # why no stream can be sent now
+        self._flushing = False  # a flush is due at the end of this turn
         self.answered = 0
         """Streams answered whole: a connection that turns requests away after
         answering others is making progress (nginx's GOAWAY after 1000)."""
@@ -226,6 +232,17 @@ class H2Protocol(asyncio.Protocol):
 
     # -- streams ---------------------------------------------------------------
 
+    @property
+    def free(self) -> bool:
+        """A stream may be sent now without a wait: under the server's cap,
+        and none queued for a slot ahead of it."""
+        conn = self._h2
+        return (
+            self._error is None
+            and not self._waiting
+            and conn.open_outbound_streams < conn.remote_settings.max_concurrent_streams
+        )
+
     async def request(
         self, request: httpx.Request, timeout: float | None
     ) -> httpx.Response:
@@ -246,28 +263,38 @@ class H2Protocol(asyncio.Protocol):
                 raise
         if not self.usable:
             raise Stale()  # ended, or a GOAWAY came, while this one waited: unsent
-        stream_id = conn.get_next_available_stream_id()
-        stream = self._streams[stream_id] = _Stream(self._loop.create_future(), timeout)
-        conn.send_headers(stream_id, request_headers(request), end_stream=True)
-        self._flush()
+        done: asyncio.Future[httpx.Response] = self._loop.create_future()
+
+        def on_end(outcome: httpx.Response | BaseException) -> None:
+            if done.done():
+                return
+            if isinstance(outcome, BaseException):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
+
+        stream_id = self.send(request, timeout, on_end)
+        try:
+            return await done
+        except asyncio.CancelledError:
+            self._abandon(stream_id)
+            raise
+
+    def send(
+        self, request: httpx.Request, timeout: float | None, on_end: Outcome
+    ) -> int:
+        """Send `request` as a stream now (the caller saw :attr:`free`); its
+        answer or error goes to `on_end`, once, from this loop. Its id."""
+        stream_id = self._h2.get_next_available_stream_id()
+        stream = self._streams[stream_id] = _Stream(on_end, timeout)
+        self._h2.send_headers(stream_id, request_headers(request), end_stream=True)
+        self._flush_soon()
         if timeout is not None:
             stream.deadline = self._loop.time() + timeout
             stream.timer = self._loop.call_at(
                 stream.deadline, self._on_timer, stream_id
             )
-        try:
-            await stream.done
-        except asyncio.CancelledError:
-            self._reset(stream_id)
-            raise
-        finally:
-            self._forget(stream_id)
-        return httpx.Response(
-            stream.status,
-            headers=stream.headers,
-            stream=httpx.ByteStream(bytes(stream.body)),
-            extensions={"http_version": _VERSION, CONNECTION: self},
-        )
+        return stream_id
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -286,11 +313,13 @@ class H2Protocol(asyncio.Protocol):
             # bytes. The stream's timer moves on to this when it fires.
             stream.deadline = self._loop.time() + stream.timeout
         if isinstance(event, h2.events.DataReceived):
-            if stream is None:
-                return
+            # Acknowledged even for a stream that has ended (reset, timed
+            # out): the connection's window must not shrink for good.
             self._h2.acknowledge_received_data(
                 event.flow_controlled_length, event.stream_id
             )
+            if stream is None:
+                return
             stream.body += event.data
             if len(stream.body) > MAX_BODY:
                 self._end(event.stream_id, httpx.RemoteProtocolError(_TOO_BIG))
@@ -338,20 +367,35 @@ class H2Protocol(asyncio.Protocol):
         self._fail(error)
 
     def _end(self, stream_id: int, exc: BaseException | None) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.done.done():
-            return
-        if exc is None:
-            self.answered += 1
-            stream.done.set_result(None)
-        else:
-            stream.done.set_exception(exc)
-
-    def _forget(self, stream_id: int) -> None:
         stream = self._streams.pop(stream_id, None)
-        if stream is not None and stream.timer is not None:
+        if stream is None or stream.on_end is None:
+            return
+        on_end, stream.on_end = stream.on_end, None
+        if stream.timer is not None:
             stream.timer.cancel()
-        self._wake()
+        self._wake()  # its slot goes to a stream waiting for one
+        if exc is not None:
+            on_end(exc)
+            return
+        self.answered += 1
+        on_end(
+            httpx.Response(
+                stream.status,
+                headers=stream.headers,
+                stream=httpx.ByteStream(bytes(stream.body)),
+                extensions={"http_version": _VERSION, CONNECTION: self},
+            )
+        )
+
+    def _abandon(self, stream_id: int) -> None:
+        """Its caller is gone (cancelled): forget the stream, and say so."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            stream.on_end = None
+            if stream.timer is not None:
+                stream.timer.cancel()
+            self._wake()
+        self._reset(stream_id)
 
     def _reset(self, stream_id: int) -> None:
         if self._error is None:
@@ -363,7 +407,7 @@ class H2Protocol(asyncio.Protocol):
 
     def _on_timer(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
-        if stream is None or stream.done.done():
+        if stream is None:
             return
         if self._loop.time() < stream.deadline:  # bytes came: wait on
             stream.timer = self._loop.call_at(
@@ -395,6 +439,17 @@ class H2Protocol(asyncio.Protocol):
         self._wake(all_of_them=True)
         if self._transport is not None:
             self._transport.close()
+
+    def _flush_soon(self) -> None:
+        """Flush once this loop's turn ends: the streams sent in one turn (a
+        burst of tasks, a blocking batch) go in one TLS record and one write."""
+        if not self._flushing:
+            self._flushing = True
+            self._loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flushing = False
+        self._flush()
 
     def _flush(self) -> None:
         data = self._h2.data_to_send()

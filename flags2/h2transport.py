@@ -26,7 +26,9 @@ import asyncio
 import contextlib
 import ssl
 import threading
+from collections.abc import Coroutine
 from concurrent import futures
+from typing import Any
 
 import httpx2 as httpx
 
@@ -113,6 +115,12 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._owns_loop = private_loop is None
         self._lock = threading.Lock()
         self._pending: set[futures.Future[httpx.Response]] = set()
+        self._inbox: list[tuple[httpx.Request, futures.Future[httpx.Response]]] = []
+        self._woken = False  # the loop is due to take the inbox
+        self._parked: dict[
+            Origin, list[tuple[httpx.Request, futures.Future[httpx.Response]]]
+        ] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     def _inner(self) -> httpx.AsyncHTTPTransport:
@@ -124,12 +132,15 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     # -- async clients: on the caller's loop ------------------------------------
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(
+        self, request: httpx.Request, refused: int = 0, fruitless: int = 0
+    ) -> httpx.Response:
+        """The answer; `refused` and `fruitless` count the tries made before
+        (a blocking request's first went straight to a connection)."""
         if request.url.scheme != "https" or not lean_request(request, tls=True):
             return await self._inner().handle_async_request(request)
         key = origin(request.url)
         timeouts = request_timeouts(request)
-        fruitless = refused = 0
         while True:
             conn = await self._connection(key, timeouts.get("connect"))
             try:
@@ -219,25 +230,33 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """The answer, waited for in this thread while the private loop fetches it.
 
+        Threads leave their requests in an inbox; the loop takes all that are
+        there in one turn (one wake-up for a burst, not one each), and sends
+        each as a stream at once when its connection has a free slot. Only
+        the rest (no connection yet, a full one, anything not a lean GET) go
+        as a task of :meth:`handle_async_request`.
+
         A request still in flight when the client closes (a run stopping early)
         is cancelled and ends as a ReadError: a thread must never wait on a loop
         that has stopped, or the interpreter's exit waits on that thread. The
-        lock is held only around the set of pending requests, never across the
-        hand-off: at ``-m 1000`` threads queued on it.
+        lock is held only around the inbox and the set of pending requests.
         """
         if self._closed:
             raise httpx.ConnectError("the client is closed", request=request)
-        try:
-            future = asyncio.run_coroutine_threadsafe(
-                self._whole(request), self._private.get()
-            )
-        except RuntimeError:  # the loop closed meanwhile
-            raise httpx.ConnectError("the client is closed", request=request) from None
+        future: futures.Future[httpx.Response] = futures.Future()
         with self._lock:
-            self._pending.add(future)
             closed = self._closed
-        if closed:  # close() ran before the add: it could not cancel this one
-            future.cancel()
+            if not closed:
+                self._pending.add(future)
+                self._inbox.append((request, future))
+                wake, self._woken = not self._woken, True
+        if closed:
+            raise httpx.ConnectError("the client is closed", request=request)
+        if wake:
+            try:
+                self._private.get().call_soon_threadsafe(self._take)
+            except RuntimeError:  # the loop closed meanwhile
+                future.cancel()
         try:
             return future.result()
         except futures.CancelledError:
@@ -248,9 +267,98 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             with self._lock:
                 self._pending.discard(future)
 
-    async def _whole(self, request: httpx.Request) -> httpx.Response:
+    def _take(self) -> None:
+        """On the loop: every request the threads have left, sent or started."""
+        with self._lock:
+            inbox, self._inbox = self._inbox, []
+            self._woken = False
+        for request, future in inbox:
+            self._dispatch(request, future)
+
+    def _dispatch(
+        self,
+        request: httpx.Request,
+        future: futures.Future[httpx.Response],
+        *,
+        park: bool = True,
+    ) -> None:
+        """A stream now if its connection has a slot; else a task, or (`park`)
+        a wait with the others for the connection being made."""
+        if future.done():  # cancelled: the client closed
+            return
+        if request.url.scheme != "https" or not lean_request(request, tls=True):
+            self._start(request, future, self._whole(request))
+            return
+        key = origin(request.url)
+        conn = self._current.get(key)
+        if conn is not None and conn.free:
+            timeout = request_timeouts(request).get("read")
+            conn.send(request, timeout, _Answer(self, request, future, conn))
+        elif not park or (conn is not None and conn.usable):
+            # A full connection's slot, or one that ended as soon as it was
+            # made: the task's tries count that (_TRIES), never a loop here.
+            self._start(request, future, self._whole(request))
+        else:
+            parked = self._parked.setdefault(key, [])
+            parked.append((request, future))
+            if len(parked) == 1:
+                timeout = request_timeouts(request).get("connect")
+                self._start_task(self._unpark(key, timeout))
+
+    async def _unpark(self, key: Origin, timeout: float | None) -> None:
+        """Make `key`'s connection, then send what waited for it."""
+        try:
+            await self._connection(key, timeout)
+        except BaseException as exc:
+            for _, future in self._parked.pop(key, []):
+                if isinstance(exc, Exception):
+                    _settle(future, _own(exc))
+                else:  # cancelled: the client closed
+                    future.cancel()
+            raise
+        for request, future in self._parked.pop(key, []):
+            self._dispatch(request, future, park=False)
+
+    def _start(
+        self,
+        request: httpx.Request,
+        future: futures.Future[httpx.Response],
+        fetch: Coroutine[Any, Any, httpx.Response],
+    ) -> None:
+        """`fetch` as a task whose end is `future`'s; cancelling `future` cancels it."""
+        loop = self._private.get()
+        task = self._start_task(fetch)
+
+        def done(task: asyncio.Task[httpx.Response]) -> None:
+            if task.cancelled():
+                future.cancel()
+            elif (exc := task.exception()) is not None:
+                _settle(future, exc)
+            else:
+                _settle(future, task.result())
+
+        def cancelled(future: futures.Future[httpx.Response]) -> None:
+            if future.cancelled():
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(task.cancel)
+
+        task.add_done_callback(done)
+        future.add_done_callback(cancelled)
+
+    def _start_task(self, fetch: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A task of the loop's, kept until it ends (the loop holds tasks
+        only weakly), its error retrieved: each is told to a future."""
+        task = self._private.get().create_task(fetch)
+        self._tasks.add(task)
+        task.add_done_callback(_retrieved)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _whole(
+        self, request: httpx.Request, refused: int = 0, fruitless: int = 0
+    ) -> httpx.Response:
         """The answer read whole (a flag is small), to hand to another thread."""
-        response = await self.handle_async_request(request)
+        response = await self.handle_async_request(request, refused, fruitless)
         if isinstance(response.stream, httpx.ByteStream):
             return response  # a stream's answer is whole already
         try:
@@ -277,6 +385,66 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(5)
         if self._owns_loop:
             self._private.close()
+
+
+class _Answer:
+    """A blocking request's stream end: its answer, or a retry as a task."""
+
+    __slots__ = ("conn", "future", "request", "transport")
+
+    def __init__(
+        self,
+        transport: HTTP2Transport,
+        request: httpx.Request,
+        future: futures.Future[httpx.Response],
+        conn: H2Protocol,
+    ) -> None:
+        self.transport, self.request, self.future, self.conn = (
+            transport,
+            request,
+            future,
+            conn,
+        )
+
+    def __call__(self, outcome: httpx.Response | BaseException) -> None:
+        if isinstance(outcome, Refused):
+            again = self.transport._whole(self.request, refused=1)
+        elif isinstance(outcome, Stale):
+            again = self.transport._whole(
+                self.request, fruitless=int(not self.conn.answered)
+            )
+        else:
+            _settle(self.future, _own(outcome))
+            return
+        self.transport._start(self.request, self.future, again)
+
+
+def _own(outcome: Any) -> Any:
+    """A connection's error is told to each of its streams: each thread
+    raises its own copy (httpx sets the request on it), the first its cause."""
+    if not isinstance(outcome, httpx.TransportError):
+        return outcome
+    own = type(outcome)(str(outcome))
+    own.__cause__ = outcome
+    return own
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _settle(
+    future: futures.Future[httpx.Response], outcome: httpx.Response | BaseException
+) -> None:
+    """`future`'s outcome, unless close() cancelled it meanwhile."""
+    if future.done():
+        return
+    with contextlib.suppress(futures.InvalidStateError):  # cancelled just now
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 _ALPN = ["h2", "http/1.1"]  # offered as httpcore does; only h2 is taken
