@@ -8,6 +8,7 @@ writes ``--json``, and turns the outcome into an exit status.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import sys
@@ -102,6 +103,23 @@ def _descriptors(concurrency: int) -> int:
     return concurrency * _PER_REQUEST + DESCRIPTOR_RESERVE
 
 
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """The heap so far (the imports: modules, classes, functions) out of the
+    collector's sight while the downloads run.
+
+    A run makes objects fast (connections, tasks, answers), so the collector
+    runs often, and each full collection walked every import's objects too:
+    about 5% of an ``-e -m 1000`` run's CPU. They are never garbage, and
+    freezing costs one pass; thawed after, for a caller that goes on.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run(
     mode: str,
     cc_list: Sequence[str],
@@ -123,7 +141,8 @@ def run(
         ) is not None:
             tracker.stop_before(cause)  # no request could go anywhere
         else:
-            module.download_many(cc_list, settings, tracker)
+            with _frozen_heap():
+                module.download_many(cc_list, settings, tracker)
         if tracker.stopped:
             advice = f"; {_advice(tracker, serve)}" if tracker.unreachable else ""
             print(f"flags2: {tracker.stopped}{advice}", file=sys.stderr)

@@ -308,3 +308,36 @@ def test_effective_concurrency_is_capped_by_the_mode_and_the_flags(
     requested: int, most: int, n_codes: int, expected: int
 ) -> None:
     assert effective_concurrency(requested, most, n_codes) == expected
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_downloads_run_with_the_imports_frozen_out_of_the_collector(
+    mode: str, httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Full collections during a run would walk every import's objects again
+    # and again; they are frozen while the downloads run, thawed after.
+    import gc
+
+    from flags2 import runner
+
+    serve_flags(httpserver, ["BR"])
+    real = load_mode(mode)
+    frozen: list[int] = []
+
+    class Spy:
+        DEFAULT_CONCUR_REQ = real.DEFAULT_CONCUR_REQ
+        MAX_CONCUR_REQ = real.MAX_CONCUR_REQ
+
+        @staticmethod
+        def download_many(*args: Any) -> None:
+            frozen.append(gc.get_freeze_count())
+            real.download_many(*args)
+
+    monkeypatch.setattr(runner, "load_mode", lambda name: Spy)
+    settings = Settings(
+        base_url=httpserver.url_for("/flags"), site="CUSTOM", dest=tmp_path
+    )
+    assert run(mode, ["BR"], settings, serve=False) == EXIT_OK
+    assert frozen and frozen[0] > 10_000  # the imports: modules, classes, functions
+    assert gc.get_freeze_count() == 0
+    assert (tmp_path / "BR.gif").read_bytes() == flag_bytes("BR")
