@@ -42,6 +42,7 @@ import errno
 import os
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,6 +65,7 @@ __all__ = [
     "private_dir",
     "raise_open_file_limit",
     "sigint_held",
+    "thread_count",
 ]
 
 try:
@@ -335,6 +337,20 @@ def die_with_parent(signum: int) -> Callable[[], None] | None:
             os.kill(os.getpid(), signum)
 
     return in_child
+
+
+def thread_count() -> int:
+    """The threads of this process, those ``threading`` never saw included.
+
+    ``threading.active_count()`` misses threads started by ``_thread`` (the
+    bundled servers' handler threads, idle ones too) and by C code. Linux
+    lists every thread in /proc; elsewhere (where ``fork`` is not the default
+    start method anyway) ``threading``'s count is the one there is.
+    """
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # no /proc: macOS, Windows
+        return threading.active_count()
 
 
 def peak_rss_kib() -> int:

@@ -95,12 +95,31 @@ def start_context() -> BaseContext:
     # Not multiprocessing's own default, which anything in the process may have
     # fixed by merely asking for it: the platform's, the list's first element.
     methods = multiprocessing.get_all_start_methods()
-    if method is None and methods[0] == "fork" and threading.active_count() > 1:
+    if method is None and methods[0] == "fork" and _threaded():
         method = "forkserver" if "forkserver" in methods else "spawn"
     context = multiprocessing.get_context(method or methods[0])
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload([__name__])
     return context
+
+
+def _threaded() -> bool:
+    """This process has a thread besides this one, ``_thread``'s included.
+
+    A thread that has just ended (the lookup's, the probe's) is still listed
+    by the system for a moment after ``threading`` let it go: one that only
+    the system lists is given `_SETTLE` seconds to leave. A bundled server's
+    idle handler thread stays, and the answer is then yes.
+    """
+    deadline = time.monotonic() + _SETTLE
+    while portable.thread_count() > 1:
+        if threading.active_count() > 1 or time.monotonic() > deadline:
+            return True
+        time.sleep(_SETTLE / 10)
+    return False
+
+
+_SETTLE = 0.05
 
 
 @dataclasses.dataclass(frozen=True)

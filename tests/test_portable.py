@@ -203,3 +203,43 @@ def test_detached_starts_a_session_of_its_own() -> None:
         **portable.detached(),
     )
     assert int(done.stdout) != os.getsid(0)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="no /proc here")
+def test_thread_count_sees_threads_that_threading_never_saw() -> None:
+    import _thread
+    import threading
+    import time
+
+    before = portable.thread_count()
+    held = threading.Lock()
+    held.acquire()
+    ended = threading.Lock()
+    ended.acquire()
+
+    def wait() -> None:  # as the bundled servers' handler threads wait
+        with held:
+            ended.release()
+
+    _thread.start_new_thread(wait, ())
+    deadline = time.monotonic() + 5
+    while portable.thread_count() == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        assert portable.thread_count() == before + 1
+        assert portable.thread_count() > threading.active_count()
+    finally:
+        held.release()
+        assert ended.acquire(timeout=5)
+
+
+def test_without_proc_thread_count_is_threading_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    def no_proc(path: str) -> list[str]:
+        raise FileNotFoundError(errno.ENOENT, "no such folder", path)
+
+    monkeypatch.setattr(os, "listdir", no_proc)
+    assert portable.thread_count() == threading.active_count()
