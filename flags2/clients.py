@@ -92,18 +92,23 @@ class _Conn:
     def idle_and_open(self) -> bool:
         """Nothing to read while idle; readable means closed (EOF), or garbage.
 
-        A non-blocking peek, which every platform has (``select.poll`` is not
-        on Windows, ``select.select`` fails above descriptor 1024), and is
-        cheaper than a ``selectors`` object per check. Over TLS it is a read
-        of the TLS layer instead (an SSLSocket takes no flags): a session
-        ticket is no byte, a close_notify is the end, and a byte already
-        decrypted (``pending()``) is one nobody asked for. The exchange sets
-        the socket's timeout again before it writes.
+        First `portable.readable_now`, one system call, and usually the
+        answer: nothing waits on the socket (and, over TLS, nothing decrypted
+        is left over). Else, and where there is no ``poll``, a non-blocking
+        peek. Over TLS it is a read of the TLS layer instead (an SSLSocket
+        takes no flags): a session ticket is no byte, a close_notify is the
+        end, and a byte already decrypted (``pending()``) is one nobody asked
+        for. The exchange sets the socket's timeout again before it writes.
         """
         sock = self.sock
+        tls = isinstance(sock, ssl.SSLSocket)
+        if portable.readable_now(sock.fileno()) is False and not (
+            isinstance(sock, ssl.SSLSocket) and sock.pending()
+        ):
+            return True
         sock.setblocking(False)
         try:
-            if isinstance(sock, ssl.SSLSocket):
+            if tls:
                 sock.recv(1)
             else:
                 sock.recv(1, socket.MSG_PEEK)

@@ -25,6 +25,9 @@ route where the call is missing:
 * `die_with_parent`: a ``preexec_fn`` so that a child hears of its starter's
   death, SIGKILL included (Linux's ``prctl(PR_SET_PDEATHSIG)``; None elsewhere).
 * `peak_rss_kib`: this process's peak memory (``resource``; 0 where unknown).
+* `readable_now`: whether a socket has bytes (or its end) waiting, in one
+  ``select.poll`` call; None without ``poll`` (Windows), to be asked another way.
+* `thread_count`: the threads of this process, ``_thread``'s too (``/proc``).
 * `sigint_held`: SIGINT blocked for a block, inherited by the children it
   starts (``signal.pthread_sigmask``; nothing where signals cannot be blocked).
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import stat
 import sys
 import threading
@@ -64,6 +68,7 @@ __all__ = [
     "peak_rss_kib",
     "private_dir",
     "raise_open_file_limit",
+    "readable_now",
     "sigint_held",
     "thread_count",
 ]
@@ -337,6 +342,21 @@ def die_with_parent(signum: int) -> Callable[[], None] | None:
             os.kill(os.getpid(), signum)
 
     return in_child
+
+
+def readable_now(fd: int) -> bool | None:
+    """Whether `fd` has something to read, or has ended, at this instant.
+
+    One system call (a ``poll`` that does not wait), where a non-blocking
+    peek takes three (the socket's mode set, the read, the mode set back).
+    None where there is no ``select.poll`` (Windows); ``select.select`` is
+    not the fallback, as it fails above descriptor 1024.
+    """
+    if not hasattr(select, "poll"):  # Windows
+        return None
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def thread_count() -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import re
 import stat
 import sys
@@ -387,12 +388,14 @@ def _create_temporary(folder: str, prefix: str, suffix: str) -> tuple[int, str]:
     """A new file ``prefix + 8 random characters + suffix`` in `folder`, open.
 
     What ``tempfile.mkstemp`` does (a new name, O_EXCL, never inherited by a
-    child) in one system call and a random draw, not six: its file is private
+    child) in one system call, not six; the name is drawn from `random`, as
+    tempfile's are (reseeded in a forked child; O_EXCL makes it unique, and
+    os.urandom would be one more system call per flag): its file is private
     (0600), and a flag must get the mode any new file gets, which its
     creation mode (0666 less the umask, by the kernel) gives without a chmod.
     """
     for _ in range(_NAME_TRIES):
-        path = os.path.join(folder, f"{prefix}{os.urandom(4).hex()}{suffix}")
+        path = os.path.join(folder, f"{prefix}{random.getrandbits(32):08x}{suffix}")
         try:
             return os.open(path, _CREATE, 0o666), path
         except FileExistsError:

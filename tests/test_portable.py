@@ -243,3 +243,30 @@ def test_without_proc_thread_count_is_threading_s(
 
     monkeypatch.setattr(os, "listdir", no_proc)
     assert portable.thread_count() == threading.active_count()
+
+
+def test_readable_now_tells_idle_from_bytes_and_from_the_end() -> None:
+    import socket
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert portable.readable_now(ours.fileno()) is False
+        theirs.sendall(b"x")
+        assert portable.readable_now(ours.fileno()) is True
+        assert ours.recv(1) == b"x"
+        assert portable.readable_now(ours.fileno()) is False
+        theirs.close()
+        assert portable.readable_now(ours.fileno()) is True  # the end: EOF
+
+
+def test_without_poll_readable_now_says_it_cannot_tell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import select
+    import socket
+
+    monkeypatch.delattr(select, "poll")
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(b"x")
+        assert portable.readable_now(ours.fileno()) is None
