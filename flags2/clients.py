@@ -101,14 +101,13 @@ class _Conn:
         for. The exchange sets the socket's timeout again before it writes.
         """
         sock = self.sock
-        tls = isinstance(sock, ssl.SSLSocket)
         if portable.readable_now(sock.fileno()) is False and not (
             isinstance(sock, ssl.SSLSocket) and sock.pending()
         ):
             return True
         sock.setblocking(False)
         try:
-            if tls:
+            if isinstance(sock, ssl.SSLSocket):
                 sock.recv(1)
             else:
                 sock.recv(1, socket.MSG_PEEK)

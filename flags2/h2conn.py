@@ -91,7 +91,7 @@ class _Stream:
     __slots__ = ("body", "deadline", "headers", "on_end", "status", "timeout", "timer")
 
     def __init__(self, on_end: Outcome, timeout: float | None) -> None:
-        self.on_end: Outcome | None = on_end  # None once it has ended
+        self.on_end = on_end
         self.timeout = timeout
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -236,19 +236,19 @@ class H2Protocol(asyncio.Protocol):
     def free(self) -> bool:
         """A stream may be sent now without a wait: under the server's cap,
         and none queued for a slot ahead of it."""
+        return self._error is None and not self._waiting and not self._capped
+
+    @property
+    def _capped(self) -> bool:
+        """As many streams open as the server's cap allows."""
         conn = self._h2
-        return (
-            self._error is None
-            and not self._waiting
-            and conn.open_outbound_streams < conn.remote_settings.max_concurrent_streams
-        )
+        return conn.open_outbound_streams >= conn.remote_settings.max_concurrent_streams
 
     async def request(
         self, request: httpx.Request, timeout: float | None
     ) -> httpx.Response:
         """Send `request` as a stream; its whole answer once the stream ends."""
-        conn = self._h2
-        while conn.open_outbound_streams >= conn.remote_settings.max_concurrent_streams:
+        while self._capped:
             if not self.usable:
                 break
             waiter = self._loop.create_future()
@@ -367,18 +367,15 @@ class H2Protocol(asyncio.Protocol):
         self._fail(error)
 
     def _end(self, stream_id: int, exc: BaseException | None) -> None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is None or stream.on_end is None:
+        """The stream's end, told once: a stream ended is no longer listed."""
+        stream = self._drop(stream_id)
+        if stream is None:
             return
-        on_end, stream.on_end = stream.on_end, None
-        if stream.timer is not None:
-            stream.timer.cancel()
-        self._wake()  # its slot goes to a stream waiting for one
         if exc is not None:
-            on_end(exc)
+            stream.on_end(exc)
             return
         self.answered += 1
-        on_end(
+        stream.on_end(
             httpx.Response(
                 stream.status,
                 headers=stream.headers,
@@ -389,13 +386,17 @@ class H2Protocol(asyncio.Protocol):
 
     def _abandon(self, stream_id: int) -> None:
         """Its caller is gone (cancelled): forget the stream, and say so."""
+        self._drop(stream_id)
+        self._reset(stream_id)
+
+    def _drop(self, stream_id: int) -> _Stream | None:
+        """The stream, no longer listed; its timer stopped, its slot passed on."""
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
-            stream.on_end = None
             if stream.timer is not None:
                 stream.timer.cancel()
-            self._wake()
-        self._reset(stream_id)
+            self._wake()  # its slot goes to a stream waiting for one
+        return stream
 
     def _reset(self, stream_id: int) -> None:
         if self._error is None:

@@ -117,10 +117,6 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._pending: set[futures.Future[httpx.Response]] = set()
         self._inbox: list[tuple[httpx.Request, futures.Future[httpx.Response]]] = []
         self._woken = False  # the loop is due to take the inbox
-        self._parked: dict[
-            Origin, list[tuple[httpx.Request, futures.Future[httpx.Response]]]
-        ] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     def _inner(self) -> httpx.AsyncHTTPTransport:
@@ -164,9 +160,22 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return conn
         if self._closed:
             raise httpx.ConnectError("the client is closed")
+        making = self._making(key, timeout)
+        try:
+            return await asyncio.shield(making)
+        except httpx.TransportError as exc:
+            # Each waiter its own error: httpx sets the request on it.
+            raise type(exc)(str(exc)) from exc
+        except asyncio.CancelledError:
+            if making.cancelled() and self._closed:  # by aclose, not this task
+                raise httpx.ConnectError("the client is closed") from None
+            raise
+
+    def _making(self, key: Origin, timeout: float | None) -> asyncio.Future[H2Protocol]:
+        """`key`'s connection being made: one for all the streams that want
+        one now (on this loop)."""
         making = self._connecting.get(key)
         if making is None:
-            # One connection is made for all the streams that want one now.
             made = asyncio.ensure_future(self._connect(key, timeout))
             self._connecting[key] = making = made
 
@@ -177,15 +186,7 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                     made.exception()  # retrieved: it is each waiter's error too
 
             made.add_done_callback(done)
-        try:
-            return await asyncio.shield(making)
-        except httpx.TransportError as exc:
-            # Each waiter its own error: httpx sets the request on it.
-            raise type(exc)(str(exc)) from exc
-        except asyncio.CancelledError:
-            if making.cancelled() and self._closed:  # by aclose, not this task
-                raise httpx.ConnectError("the client is closed") from None
-            raise
+        return making
 
     async def _connect(self, key: Origin, timeout: float | None) -> H2Protocol:
         loop = asyncio.get_running_loop()
@@ -298,26 +299,18 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             # A full connection's slot, or one that ended as soon as it was
             # made: the task's tries count that (_TRIES), never a loop here.
             self._start(request, future, self._whole(request))
-        else:
-            parked = self._parked.setdefault(key, [])
-            parked.append((request, future))
-            if len(parked) == 1:
-                timeout = request_timeouts(request).get("connect")
-                self._start_task(self._unpark(key, timeout))
+        else:  # it waits with the others for the connection being made
+            making = self._making(key, request_timeouts(request).get("connect"))
 
-    async def _unpark(self, key: Origin, timeout: float | None) -> None:
-        """Make `key`'s connection, then send what waited for it."""
-        try:
-            await self._connection(key, timeout)
-        except BaseException as exc:
-            for _, future in self._parked.pop(key, []):
-                if isinstance(exc, Exception):
-                    _settle(future, _own(exc))
-                else:  # cancelled: the client closed
+            def made(making: asyncio.Future[H2Protocol]) -> None:
+                if making.cancelled():  # the client closed
                     future.cancel()
-            raise
-        for request, future in self._parked.pop(key, []):
-            self._dispatch(request, future, park=False)
+                elif (exc := making.exception()) is not None:
+                    _settle(future, _own(exc))
+                else:
+                    self._dispatch(request, future, park=False)
+
+            making.add_done_callback(made)
 
     def _start(
         self,
@@ -327,7 +320,9 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     ) -> None:
         """`fetch` as a task whose end is `future`'s; cancelling `future` cancels it."""
         loop = self._private.get()
-        task = self._start_task(fetch)
+        # Kept alive by `cancelled`, which `future` holds (its thread waits on
+        # it): the loop holds tasks only weakly.
+        task = loop.create_task(fetch)
 
         def done(task: asyncio.Task[httpx.Response]) -> None:
             if task.cancelled():
@@ -344,15 +339,6 @@ class HTTP2Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
         task.add_done_callback(done)
         future.add_done_callback(cancelled)
-
-    def _start_task(self, fetch: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """A task of the loop's, kept until it ends (the loop holds tasks
-        only weakly), its error retrieved: each is told to a future."""
-        task = self._private.get().create_task(fetch)
-        self._tasks.add(task)
-        task.add_done_callback(_retrieved)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     async def _whole(
         self, request: httpx.Request, refused: int = 0, fruitless: int = 0
@@ -399,12 +385,10 @@ class _Answer:
         future: futures.Future[httpx.Response],
         conn: H2Protocol,
     ) -> None:
-        self.transport, self.request, self.future, self.conn = (
-            transport,
-            request,
-            future,
-            conn,
-        )
+        self.transport = transport
+        self.request = request
+        self.future = future
+        self.conn = conn
 
     def __call__(self, outcome: httpx.Response | BaseException) -> None:
         if isinstance(outcome, Refused):
@@ -427,11 +411,6 @@ def _own(outcome: Any) -> Any:
     own = type(outcome)(str(outcome))
     own.__cause__ = outcome
     return own
-
-
-def _retrieved(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 def _settle(
