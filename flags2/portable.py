@@ -27,6 +27,10 @@ route where the call is missing:
 * `peak_rss_kib`: this process's peak memory (``resource``; 0 where unknown).
 * `readable_now`: whether a socket has bytes (or its end) waiting, in one
   ``select.poll`` call; None without ``poll`` (Windows), to be asked another way.
+* `kernel_timeout`: a bound on each blocking send or receive of a socket, kept
+  by the kernel (``SO_SNDTIMEO``, ``SO_RCVTIMEO``); False where the option's
+  form (a ``struct timeval``) is not known here (Windows), to be bounded by
+  the socket's own timeout instead.
 * `thread_count`: the threads of this process, ``_thread``'s too (``/proc``).
 * `sigint_held`: SIGINT blocked for a block, inherited by the children it
   starts (``signal.pthread_sigmask``; nothing where signals cannot be blocked).
@@ -42,9 +46,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import select
+import socket
 import stat
+import struct
 import sys
 import threading
 import time
@@ -61,6 +68,7 @@ __all__ = [
     "NONBLOCK",
     "detached",
     "die_with_parent",
+    "kernel_timeout",
     "lock",
     "open_file_limit",
     "open_no_follow",
@@ -357,6 +365,31 @@ def readable_now(fd: int) -> bool | None:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
+
+
+# struct timeval, the form SO_SNDTIMEO and SO_RCVTIMEO take: two C longs on
+# Linux; a long and an int, padded to the long's size, on macOS. Windows takes
+# a DWORD of milliseconds, and is left to the socket's own timeout.
+_TIMEVAL = {"linux": "@ll", "darwin": "@li4x"}.get(sys.platform)
+
+
+def kernel_timeout(sock: socket.socket, *, send: bool, seconds: float | None) -> bool:
+    """Bound each blocking send (`send`) or receive on `sock` by `seconds`.
+
+    The kernel keeps the bound, so a blocking socket's call is one system
+    call, where a socket with a timeout of its own polls before each one.
+    A call that runs out raises BlockingIOError (EAGAIN). None is no bound;
+    a positive bound is never rounded down to 0, which would mean none.
+    False, and nothing set, where this system's form is not known.
+    """
+    option = getattr(socket, "SO_SNDTIMEO" if send else "SO_RCVTIMEO", None)
+    if _TIMEVAL is None or option is None:
+        return False
+    whole, micro = 0, 0
+    if seconds is not None:
+        whole, micro = divmod(max(1, math.ceil(seconds * 1_000_000)), 1_000_000)
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack(_TIMEVAL, whole, micro))
+    return True
 
 
 def thread_count() -> int:

@@ -242,6 +242,7 @@ class FakeDNS:
 ABSENT = (
     "fcntl", "resource", "select.poll",
     "os.fchmod", "os.O_NOFOLLOW", "os.wait4", "os.getuid",
+    "socket.SO_RCVTIMEO", "socket.SO_SNDTIMEO",
 )  # fmt: skip
 """The POSIX-only modules and attributes flags2 must run without (issue 17)."""
 

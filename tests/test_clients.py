@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 import flags2
+from flags2 import portable
 from flags2.aioclients import AsyncPlainHTTPTransport
 from flags2.clientplan import lean_transport_fits
 from flags2.clients import PlainHTTPTransport
@@ -237,3 +241,52 @@ def test_every_request_says_it_comes_from_flags2(
     httpserver.expect_request(re.compile("/flags/.*")).respond_with_handler(handler)
     run_mode(["BR", "CN"])
     assert seen == [f"flags2/{flags2.__version__}"] * 2
+
+
+@pytest.mark.parametrize("bound", ["kernel", "socket"])
+def test_a_stalled_answer_times_out_whoever_keeps_the_bound(
+    stalled_head: str, bound: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel's bound on a blocking socket (Linux, macOS), or the socket's
+    # own timeout where the kernel's form is unknown (Windows): one ReadTimeout.
+    if bound == "socket":
+        monkeypatch.setattr(portable, "kernel_timeout", lambda *a, **k: False)
+    with httpx.Client(transport=PlainHTTPTransport(), timeout=0.3) as client:
+        started = time.perf_counter()
+        with pytest.raises(httpx.ReadTimeout):
+            client.get(stalled_head + "/br/br.gif")
+    assert time.perf_counter() - started < 3
+
+
+_LINUX_ONLY = pytest.mark.skipif(
+    sys.platform != "linux", reason="reads the bounds as Linux lays them out"
+)
+
+
+@_LINUX_ONLY
+@pytest.mark.parametrize("poll", [True, False])
+def test_a_kept_alive_plain_connection_waits_in_the_kernel(
+    kept_alive: Callable[..., KeptAlive],
+    poll: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Blocking, with the bounds in the kernel: each send and receive is one
+    # system call, with no poll before it. Without poll (Windows) the idle
+    # check peeks in non-blocking mode, and the next request is blocking again.
+    if not poll:
+        monkeypatch.setattr(portable, "readable_now", lambda fd: None)
+    server = kept_alive([[(0.0, _404)], [(0.0, _404)]])
+    transport = PlainHTTPTransport()
+    timeout = httpx.Timeout(2.5, write=1.5)  # whole jiffies at any HZ
+    with httpx.Client(transport=transport, timeout=timeout) as client:
+        for _ in range(2):
+            assert client.get(server.url + "/zz/zz.gif").status_code == 404
+            (conn,) = [c for conns in transport._idle.values() for c in conns]
+            sock = conn.sock
+            assert sock.gettimeout() is None
+            bounds = [
+                struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
+                for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO)
+            ]
+            assert bounds == [(2, 500_000), (1, 500_000)]
+    assert server.connections == 1

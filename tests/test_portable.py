@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,8 +249,6 @@ def test_without_proc_thread_count_is_threading_s(
 
 
 def test_readable_now_tells_idle_from_bytes_and_from_the_end() -> None:
-    import socket
-
     ours, theirs = socket.socketpair()
     with ours, theirs:
         assert portable.readable_now(ours.fileno()) is False
@@ -263,10 +264,63 @@ def test_without_poll_readable_now_says_it_cannot_tell(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import select
-    import socket
 
     monkeypatch.delattr(select, "poll")
     ours, theirs = socket.socketpair()
     with ours, theirs:
         theirs.sendall(b"x")
         assert portable.readable_now(ours.fileno()) is None
+
+
+def _bound(sock: socket.socket, option: int) -> tuple[int, int]:
+    return struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
+
+
+_LINUX_ONLY = pytest.mark.skipif(
+    sys.platform != "linux", reason="reads the bounds as Linux lays them out"
+)
+
+
+@_LINUX_ONLY
+def test_kernel_timeout_bounds_a_blocking_receive_and_a_blocking_send() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert ours.gettimeout() is None  # blocking: no poll before each call
+        assert portable.kernel_timeout(ours, send=False, seconds=0.2)
+        started = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            ours.recv(1)  # nothing comes: the kernel ends the wait
+        assert 0.15 < time.monotonic() - started < 5
+        assert portable.kernel_timeout(ours, send=True, seconds=0.2)
+        with pytest.raises(BlockingIOError):
+            while True:  # nobody reads: the buffers fill, then the bound ends it
+                ours.send(bytes(65536))
+        assert _bound(ours, socket.SO_SNDTIMEO) == (0, 200_000)
+
+
+@_LINUX_ONLY
+def test_kernel_timeout_none_is_no_bound_and_a_tiny_one_is_not_none() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert portable.kernel_timeout(ours, send=False, seconds=2.5)
+        assert _bound(ours, socket.SO_RCVTIMEO) == (2, 500_000)
+        assert portable.kernel_timeout(ours, send=False, seconds=None)
+        assert _bound(ours, socket.SO_RCVTIMEO) == (0, 0)  # 0 means: wait forever
+        assert portable.kernel_timeout(ours, send=False, seconds=1e-9)
+        assert _bound(ours, socket.SO_RCVTIMEO) != (0, 0)
+
+
+def test_kernel_timeout_where_its_form_is_unknown_sets_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(portable, "_TIMEVAL", None)  # as on Windows
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        before = ours.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+        assert portable.kernel_timeout(ours, send=False, seconds=0.2) is False
+        assert ours.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) == before
+    monkeypatch.undo()
+    monkeypatch.delattr(socket, "SO_SNDTIMEO")  # a system without the option
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert portable.kernel_timeout(ours, send=True, seconds=0.2) is False

@@ -1,8 +1,9 @@
 """flags2 without the POSIX-only parts, as on Windows: every promise still kept.
 
 Each command runs in a child Python whose ``sitecustomize`` hides ``fcntl``,
-``resource``, ``select.poll``, ``os.fchmod``, ``os.O_NOFOLLOW``, ``os.wait4``
-and ``os.getuid`` before flags2 is imported (`tests.helpers.env_without_posix`),
+``resource``, ``select.poll``, ``os.fchmod``, ``os.O_NOFOLLOW``, ``os.wait4``,
+``os.getuid`` and the kernel's socket timeouts (``SO_RCVTIMEO``, ``SO_SNDTIMEO``)
+before flags2 is imported (`tests.helpers.env_without_posix`),
 and so does every Python those commands start: the bundled server, the bench's
 runs. What is checked: a download in every mode, ``--skip-existing`` and the
 sweep of a stale temporary, the bundled server shared by two concurrent runs,
