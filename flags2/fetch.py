@@ -448,13 +448,33 @@ def _attempts(settings: Settings) -> Iterable[AbstractContextManager[Any]]:
     return tenacity.Retrying(**_retrying_options(settings))
 
 
-async def _attempts_async(
-    settings: Settings,
-) -> AsyncIterator[AbstractContextManager[Any]]:
+def _attempts_async(settings: Settings) -> AsyncIterator[AbstractContextManager[Any]]:
     if settings.retries == 0:
-        yield contextlib.nullcontext()
-        return
+        return _Once()
     import tenacity
 
-    async for attempt in tenacity.AsyncRetrying(**_retrying_options(settings)):
-        yield attempt
+    return tenacity.AsyncRetrying(**_retrying_options(settings))
+
+
+class _Once:
+    """One attempt, as an async iterator that is a plain object.
+
+    Not an async generator: one left unfinished (a 404 raises out of its
+    loop) is closed by the event loop's finalizer hook, which schedules that
+    through ``call_soon_threadsafe``: a write to the loop's self-pipe, a
+    wake-up and a task, for every failed request.
+    """
+
+    __slots__ = ("_done",)
+
+    def __init__(self) -> None:
+        self._done = False
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> AbstractContextManager[Any]:
+        if self._done:
+            raise StopAsyncIteration
+        self._done = True
+        return contextlib.nullcontext()

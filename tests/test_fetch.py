@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+import flags2
 from flags2.status import DownloadStatus
 from tests.helpers import RunFn, flag_bytes, leftovers, serve_flags
 
@@ -175,3 +179,39 @@ def test_one_bad_flag_does_not_stop_the_others(
     }
     assert sorted(p.name for p in dest.iterdir()) == ["BR.gif", "CN.gif"]
     assert leftovers(dest) == []
+
+
+@pytest.mark.parametrize("mode", ["asyncio"])
+@pytest.mark.parametrize("retries", [0, 1])
+def test_failed_requests_leave_the_event_loop_no_generator_to_close(
+    httpserver: HTTPServer,
+    run_mode: RunFn,
+    retries: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A 404 raises out of its attempts loop. An async generator left there
+    # unfinished is closed by the loop's finalizer hook, through
+    # call_soon_threadsafe: a write to the loop's self-pipe and a task, per
+    # failed request (482 of them in an -e run).
+    ours = str(Path(flags2.__file__).parent)
+    closed: list[str] = []
+    real = sys.set_asyncgen_hooks
+
+    def counting_hooks(*args: Any, **kwargs: Any) -> None:
+        names = ("firstiter", "finalizer")
+        hooks = {**dict(zip(names, args, strict=False)), **kwargs}
+        finalizer = hooks.get("finalizer")
+        if finalizer is not None:
+
+            def counted(agen: Any, inner: Any = finalizer) -> None:
+                if agen.ag_code.co_filename.startswith(ours):
+                    closed.append(agen.__qualname__)
+                inner(agen)
+
+            hooks["finalizer"] = counted
+        real(**hooks)
+
+    monkeypatch.setattr(sys, "set_asyncgen_hooks", counting_hooks)
+    tracker = run_mode(["ZX", "ZY", "ZZ"], retries=retries)
+    assert {r.status for r in tracker.results.values()} == {DownloadStatus.NOT_FOUND}
+    assert closed == []
