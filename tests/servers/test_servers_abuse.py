@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import flags2.servers.handler
+from flags2 import portable
 from flags2.servers.limits import AcceptBackoff
 from flags2.servers.server import FlagServer, serve_in_thread
 from flags2.servers.testing import ServerFactory, read_response, running
@@ -116,8 +117,17 @@ def test_flag_paths_are_counted_each_and_others_in_shared_buckets(
     assert server.counted_paths == len(counted)
 
 
+@pytest.fixture(params=["kernel", "socket"])
+def bound(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Who keeps a connection's timeouts: the kernel (SO_RCVTIMEO on a blocking
+    socket, Linux and macOS) or the socket itself, as on Windows."""
+    if request.param == "socket":
+        monkeypatch.setattr(portable, "kernel_timeout", lambda *a, **k: False)
+    return str(request.param)
+
+
 def test_a_head_must_arrive_within_the_idle_timeout_of_its_first_byte(
-    start_server: ServerFactory,
+    start_server: ServerFactory, bound: str
 ) -> None:
     server = start_server("local", idle_timeout=0.5)
     head = b"GET /flags/br/br.gif HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 100
@@ -140,7 +150,7 @@ def test_a_head_must_arrive_within_the_idle_timeout_of_its_first_byte(
 
 
 def test_a_slow_but_steady_client_within_the_limit_is_served(
-    start_server: ServerFactory,
+    start_server: ServerFactory, bound: str
 ) -> None:
     server = start_server("local", idle_timeout=2.0)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
@@ -155,6 +165,19 @@ def test_a_slow_but_steady_client_within_the_limit_is_served(
             time.sleep(0.2)
         with sock.makefile("rb") as reader:
             assert read_response(reader).status == 200
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout(
+    start_server: ServerFactory, bound: str
+) -> None:
+    server = start_server("local", idle_timeout=0.5)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /flags/br/br.gif HTTP/1.1\r\nHost: t\r\n\r\n")
+        with sock.makefile("rb") as reader:
+            assert read_response(reader).status == 200
+            started = time.monotonic()
+            assert reader.read(1) == b""  # closed by the server, not by us
+        assert 0.4 < time.monotonic() - started < 2.5
 
 
 class _ExhaustedSocket:

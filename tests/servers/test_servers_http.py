@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
+from flags2.servers.handler import _no_link_below
 from flags2.servers.options import data_dir
 from flags2.servers.testing import ServerFactory, raw_request, read_response
 from tests.helpers import noise
@@ -262,3 +265,23 @@ def test_server_close_joins_handlers_only_when_asked(joined: bool) -> None:
         server.server_close()
         waited = time.perf_counter() - started
     assert (waited > 0.2) is joined, waited
+
+
+def test_a_path_without_links_below_the_root_is_inside_it(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "flags" / "br").mkdir(parents=True)
+    (root / "flags" / "br" / "br.gif").write_bytes(b"GIF89a")
+    (root / "up").symlink_to(tmp_path)
+    (root / "flags" / "same").symlink_to(root / "flags" / "br")
+    real = os.path.realpath(root)
+    inside = partial(_no_link_below, real)
+    assert inside(os.path.join(real, "flags", "br", "br.gif"))
+    assert inside(os.path.join(real, "flags", "br") + os.sep)  # a listing
+    # Nothing exists from there on: no link can lead out, as realpath says.
+    assert inside(os.path.join(real, "flags", "zz", "zz.gif"))
+    assert inside(os.path.join(real, "flags", "br", "br.gif", "x"))
+    # A link anywhere below the root, even one that stays inside: ask realpath.
+    assert not inside(os.path.join(real, "up", "secret.txt"))
+    assert not inside(os.path.join(real, "flags", "same", "br.gif"))
+    assert not inside(str(tmp_path / "elsewhere.txt"))
+    assert not inside(real + "x/flags")  # a sibling that shares the prefix
