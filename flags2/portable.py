@@ -31,6 +31,9 @@ route where the call is missing:
   by the kernel (``SO_SNDTIMEO``, ``SO_RCVTIMEO``); False where the option's
   form (a ``struct timeval``) is not known here (Windows), to be bounded by
   the socket's own timeout instead.
+* `memory_dir`: a folder kept in memory (Linux's tmpfs ``/dev/shm``) for the
+  scratch files of a timing, which a disk would slow by a varying amount; None
+  elsewhere, to use the usual temporary folder.
 * `thread_count`: the threads of this process, ``_thread``'s too (``/proc``).
 * `sigint_held`: SIGINT blocked for a block, inherited by the children it
   starts (``signal.pthread_sigmask``; nothing where signals cannot be blocked).
@@ -70,6 +73,7 @@ __all__ = [
     "die_with_parent",
     "kernel_timeout",
     "lock",
+    "memory_dir",
     "open_file_limit",
     "open_no_follow",
     "out_of_descriptors",
@@ -390,6 +394,24 @@ def kernel_timeout(sock: socket.socket, *, send: bool, seconds: float | None) ->
         whole, micro = divmod(max(1, math.ceil(seconds * 1_000_000)), 1_000_000)
     sock.setsockopt(socket.SOL_SOCKET, option, struct.pack(_TIMEVAL, whole, micro))
     return True
+
+
+_MEMORY_DIR = "/dev/shm"
+
+
+def memory_dir() -> str | None:
+    """A writable folder kept in memory, for a timing's scratch files; None if none.
+
+    Creating a file on a disk costs a different amount from one folder and
+    hour to the next, which would blur a comparison of downloaders; tmpfs
+    costs the same every time. Linux mounts one at ``/dev/shm``; macOS and
+    Windows have no such folder to hand.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if os.path.isdir(_MEMORY_DIR) and os.access(_MEMORY_DIR, os.W_OK | os.X_OK):
+        return _MEMORY_DIR
+    return None
 
 
 def thread_count() -> int:

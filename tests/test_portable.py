@@ -324,3 +324,20 @@ def test_kernel_timeout_where_its_form_is_unknown_sets_nothing(
     ours, theirs = socket.socketpair()
     with ours, theirs:
         assert portable.kernel_timeout(ours, send=True, seconds=0.2) is False
+
+
+def test_memory_dir_is_linuxs_tmpfs_when_it_can_be_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(portable, "_MEMORY_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert portable.memory_dir() == str(tmp_path)
+    monkeypatch.setattr(portable, "_MEMORY_DIR", str(tmp_path / "none"))
+    assert portable.memory_dir() is None  # no such folder: the usual temp
+    monkeypatch.setattr(portable, "_MEMORY_DIR", str(tmp_path))
+    with monkeypatch.context() as read_only:
+        read_only.setattr(os, "access", lambda path, mode: False)
+        assert portable.memory_dir() is None
+    for system in ("darwin", "win32"):
+        monkeypatch.setattr(sys, "platform", system)
+        assert portable.memory_dir() is None

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from flags2 import portable
 from flags2.bench import peers
 from flags2.bench.floor import ApiFloor, measure_in_child
 from flags2.bench.measure import Spawner
@@ -83,7 +84,11 @@ def _measure_startups(
 
 def _run_all(rows: list[Row], settings: BenchSettings, bar: Any) -> None:
     with (
-        tempfile.TemporaryDirectory(prefix="flags2-bench-") as work,
+        # The runs' downloads go to memory where there is a folder for it: a
+        # disk would add its own varying cost of creating each file.
+        tempfile.TemporaryDirectory(
+            prefix="flags2-bench-", dir=portable.memory_dir()
+        ) as work,
         Spawner() as spawner,
     ):
         # A first pass, thrown away, warms the caches (the first run of a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from flags2 import portable
 from flags2.bench import defaults
 from flags2.bench.command import bench as bench_command
 from flags2.cli import app
@@ -430,3 +432,19 @@ def test_tls_server_without_its_extra_is_one_line_and_exit_2(
     assert result.output.strip().splitlines() == [
         "flags2 bench: --servers tls: needs X: pip install 'flags2[tls]'"
     ]
+
+
+def test_the_runs_download_into_memory_where_the_system_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scratch folder of every run (each run's -d) is made in memory_dir:
+    # the folder changes while the bench runs, and nothing is left in it.
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    os.utime(ram, (0, 0))
+    monkeypatch.setattr(portable, "memory_dir", lambda: str(ram))
+    result = invoke("BR", "--modes", "sequential", "--repeat", "1", "--seed", "3",
+                    "--min-delay", "0", "--max-delay", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert ram.stat().st_mtime > 0
+    assert list(ram.iterdir()) == []
