@@ -29,8 +29,7 @@ to plain http (:class:`RefuseDowngrade`).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.request import getproxies
 
 import httpx2 as httpx
@@ -124,8 +123,7 @@ def origin(url: httpx.URL) -> Origin:
     return scheme, url.raw_host.decode("ascii"), port
 
 
-@dataclass(frozen=True)
-class ClientPlan:
+class ClientPlan(NamedTuple):
     """How a run's clients verify TLS, how big their pools are, whether they go lean.
 
     The lean transport has no pool to scan, so one client holds every slot.

@@ -23,7 +23,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx2 as httpx
 
@@ -43,8 +43,7 @@ _NO_SUCH_NAME = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Cause:
+class Cause(NamedTuple):
     """Why a request failed, when every request to the same place would.
 
     `kind` is ``certificate``, ``dns`` or ``refused``; `text` says it in one

@@ -42,9 +42,8 @@ import functools
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx2 as httpx
 
@@ -209,22 +208,19 @@ def is_transient(exc: BaseException) -> bool:
     return cause is None or cause.transient
 
 
-@dataclass(frozen=True, slots=True)
-class _Get:
+class _Get(NamedTuple):
     """A step of a plan: GET `url` (with the run's retries and rate)."""
 
     url: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Disk:
+class _Disk(NamedTuple):
     """A step of a plan: file work, whose result (or exception) comes back."""
 
     work: Callable[[], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
+class _Answer(NamedTuple):
     """How a GET ended: the last response, and what went wrong, if anything."""
 
     resp: httpx.Response | None

@@ -16,8 +16,7 @@ imported only by runs that ask for a rate.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from pyrate_limiter import Limiter
@@ -31,8 +30,7 @@ _PERIOD_NAMES = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*")
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimit:
+class RateLimit(NamedTuple):
     """At most `requests` request starts every `period` seconds."""
 
     requests: int
