@@ -382,9 +382,12 @@ def kernel_timeout(sock: socket.socket, *, send: bool, seconds: float | None) ->
 
     The kernel keeps the bound, so a blocking socket's call is one system
     call, where a socket with a timeout of its own polls before each one.
-    A call that runs out raises BlockingIOError (EAGAIN). None is no bound;
-    a positive bound is never rounded down to 0, which would mean none.
-    False, and nothing set, where this system's form is not known.
+    A call that runs out raises BlockingIOError (EAGAIN). The bound is each
+    call's, where a socket's own timeout is one deadline for a whole
+    ``sendall``: the same for a request head, which one send carries. None
+    is no bound; a positive bound is never rounded down to 0, which would
+    mean none. False, and nothing set, where this system's form is not known
+    or not taken (a 32-bit build whose ``time_t`` is 64 bits wants another).
     """
     option = getattr(socket, "SO_SNDTIMEO" if send else "SO_RCVTIMEO", None)
     if _TIMEVAL is None or option is None:
@@ -392,7 +395,11 @@ def kernel_timeout(sock: socket.socket, *, send: bool, seconds: float | None) ->
     whole, micro = 0, 0
     if seconds is not None:
         whole, micro = divmod(max(1, math.ceil(seconds * 1_000_000)), 1_000_000)
-    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack(_TIMEVAL, whole, micro))
+    try:
+        value = struct.pack(_TIMEVAL, whole, micro)
+        sock.setsockopt(socket.SOL_SOCKET, option, value)
+    except (OSError, struct.error, OverflowError):
+        return False
     return True
 
 

@@ -31,7 +31,7 @@ from http.server import SimpleHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from .head import Refused, body_length, discard, read_head
-from .limits import HeadReader
+from .limits import BoundedWriter, HeadReader
 
 if TYPE_CHECKING:
     from .server import FlagServer
@@ -86,6 +86,10 @@ class HardenedRequestHandler(SimpleHTTPRequestHandler):
         self._reader = HeadReader(self.connection, self.server.options.idle_timeout)
         self._input = io.BufferedReader(self._reader)
         self.rfile = self._input
+        # And the makefile() writer: sends that run out of time say so as a
+        # socket's timeout does, whoever keeps the bound (BoundedWriter).
+        self.wfile.close()
+        self.wfile = io.BufferedWriter(BoundedWriter(self.connection), self.wbufsize)
         self.server.stats.count_connection()
 
     def finish(self) -> None:

@@ -234,11 +234,42 @@ class HeadReader(io.RawIOBase):
         """Bound the next receive by `seconds`."""
         sock = self._sock
         if self._kernel and sock.gettimeout() is None:
-            if seconds != self._bound:
-                portable.kernel_timeout(sock, send=False, seconds=seconds)
+            if seconds == self._bound:
+                return
+            if portable.kernel_timeout(sock, send=False, seconds=seconds):
                 self._bound = seconds
-        elif sock.gettimeout() != seconds:
+                return
+        if sock.gettimeout() != seconds:
             # The handler gave the socket a timeout of its own (its last
-            # drain): the socket keeps the bounds from now on.
+            # drain), or the kernel took no receive bound: the socket keeps
+            # the bounds from now on.
             self._kernel = False
             sock.settimeout(seconds)
+
+
+class BoundedWriter(io.RawIOBase):
+    """The raw writer under a handler's ``wfile``: one send per call, bounded.
+
+    A send that runs out of its bound raises TimeoutError, whether the kernel
+    kept the bound (a blocking socket's BlockingIOError, see `HeadReader`) or
+    the socket did: the handler then closes the connection quietly, as for
+    a client gone. Every later write fails at once, so what is left in the
+    buffer is dropped instead of waiting out a second bound at the close.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self._timed_out = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self._timed_out:
+            raise TimeoutError("timed out before")
+        try:
+            return self._sock.send(data)
+        except (BlockingIOError, TimeoutError):
+            self._timed_out = True
+            raise TimeoutError("timed out") from None

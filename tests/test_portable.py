@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -341,3 +342,14 @@ def test_memory_dir_is_linuxs_tmpfs_when_it_can_be_written(
     for system in ("darwin", "win32"):
         monkeypatch.setattr(sys, "platform", system)
         assert portable.memory_dir() is None
+
+
+def test_kernel_timeout_the_kernel_refuses_sets_nothing_and_says_so() -> None:
+    # A 32-bit build whose time_t is 64 bits takes another form: EINVAL.
+    class Refusing(socket.socket):
+        def setsockopt(self, *args: Any) -> None:
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+    with Refusing() as sock:
+        assert portable.kernel_timeout(sock, send=False, seconds=0.2) is False
+        assert portable.kernel_timeout(sock, send=True, seconds=1e30) is False

@@ -5,18 +5,21 @@ from __future__ import annotations
 import errno
 import http.server
 import io
+import json
 import select
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import flags2.servers.handler
 from flags2 import portable
-from flags2.servers.limits import AcceptBackoff
+from flags2.servers.handler import STATS_PATH
+from flags2.servers.limits import CONNECTIONS, AcceptBackoff
 from flags2.servers.server import FlagServer, serve_in_thread
-from flags2.servers.testing import ServerFactory, read_response, running
+from flags2.servers.testing import ServerFactory, raw_request, read_response, running
 
 BAD_ESCAPES = [
     "/%ff",
@@ -117,12 +120,20 @@ def test_flag_paths_are_counted_each_and_others_in_shared_buckets(
     assert server.counted_paths == len(counted)
 
 
-@pytest.fixture(params=["kernel", "socket"])
+@pytest.fixture(params=["kernel", "socket", "send only"])
 def bound(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Who keeps a connection's timeouts: the kernel (SO_RCVTIMEO on a blocking
-    socket, Linux and macOS) or the socket itself, as on Windows."""
+    socket, Linux and macOS), the socket itself, as on Windows, or the kernel
+    for sends but the socket for receives (a kernel that refused that bound)."""
+    real = portable.kernel_timeout
     if request.param == "socket":
         monkeypatch.setattr(portable, "kernel_timeout", lambda *a, **k: False)
+    elif request.param == "send only":
+
+        def send_only(sock: socket.socket, *, send: bool, seconds: Any) -> bool:
+            return send and real(sock, send=send, seconds=seconds)
+
+        monkeypatch.setattr(portable, "kernel_timeout", send_only)
     return str(request.param)
 
 
@@ -294,3 +305,41 @@ def test_connections_are_capped_however_many_descriptors_there_are(
     most = flags2.servers.limits.MAX_CONNECTIONS
     default = flags2.servers.limits.ConnectionGate()
     assert sum(default.admit(0) for _ in range(most + 1)) == most
+
+
+def test_a_client_that_stops_reading_is_dropped_quietly_within_the_bound(
+    start_server: ServerFactory,
+    bound: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # 16 MiB to a client that does not read: the server's send waits out the
+    # idle timeout, then the connection is dropped with no line on stderr (a
+    # client gone, not a bug) and no second wait for the unsent rest.
+    (tmp_path / "flags").mkdir()
+    (tmp_path / "big.bin").write_bytes(bytes(16 << 20))
+    server = start_server("local", directory=tmp_path, idle_timeout=1.0)
+
+    def in_flight() -> int:
+        stats = json.loads(raw_request(server.port, STATS_PATH).body)
+        return int(stats["in_flight"])
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        started = time.monotonic()
+        while not in_flight():  # the server has begun to answer
+            assert time.monotonic() - started < 5, "the request never arrived"
+            time.sleep(0.01)
+        while in_flight():
+            assert time.monotonic() - started < 10, "the server is still sending"
+            time.sleep(0.02)
+        gave_up = time.monotonic()
+        while CONNECTIONS.open:  # ours is closed, though we never read
+            assert time.monotonic() - gave_up < 10, "the connection stays open"
+            time.sleep(0.02)
+        closed = time.monotonic()
+    assert 0.9 < gave_up - started < 4
+    assert closed - gave_up < 0.8  # not a second idle timeout for the rest
+    assert "error serving" not in capfd.readouterr().err
