@@ -581,3 +581,31 @@ def test_json_into_a_fifo_nobody_reads_is_refused_at_once(
                          "--json", str(fifo))  # fmt: skip
     assert code == 2
     assert f"--json '{fifo}' is not writable" in _one_error_line(out)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["download", "--help"],
+        ["download", "--bogus"],
+        ["download", "-m", "x"],
+        ["download", "-s", "nope"],
+        ["download", "--mode", "nope"],
+        ["download", "--version"],
+        ["download", "extra", "--rate", "1/x"],
+    ],
+)
+def test_a_download_is_parsed_by_a_group_of_download_alone_that_says_the_same(
+    args: list[str],
+) -> None:
+    # `flags2 download` builds no other command's options (cli.main), and a
+    # newcomer sees no difference: help, errors and exit statuses match.
+    import typer.main
+
+    from flags2.cli import _download_app
+
+    small = _download_app()
+    assert list(typer.main.get_group(small).commands) == ["download"]
+    full = runner.invoke(app, args, prog_name="flags2")
+    alone = runner.invoke(small, args, prog_name="flags2")
+    assert (alone.exit_code, alone.output) == (full.exit_code, full.output)
