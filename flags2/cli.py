@@ -73,23 +73,19 @@ _EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell shows for a SIGTERM deat
 # -h as well as --help, as the book's argparse scripts have.
 _HELP = {"help_option_names": ["-h", "--help"]}
 
-app = typer.Typer(
-    name="flags2",
-    help="Download country flags sequentially, with threads, processes or asyncio.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings=_HELP,
-)
+# Every app's: plain help and errors, no shell-completion commands.
+_APP_OPTIONS: dict[str, Any] = {
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,
+    "context_settings": _HELP,
+}
 
 
-@app.callback()
 def _top(version: VersionOpt = False) -> None:
     """Download country flags sequentially, with threads, processes or asyncio."""
 
 
-@app.command(no_args_is_help=False)
 def download(
     cc: CcArg = None,
     all_cc: AllOpt = False,
@@ -193,6 +189,20 @@ def _sigterm_as_ctrl_c() -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _download_app() -> typer.Typer:
+    """``flags2`` with its one command a run needs: what `main` parses a
+    download with, so that typer converts no other command's options (a
+    millisecond and a half of every start); `app` adds the others to it."""
+    group = typer.Typer(name="flags2", help=_top.__doc__, no_args_is_help=True,
+                        **_APP_OPTIONS)  # fmt: skip
+    group.callback()(_top)
+    group.command(no_args_is_help=False)(download)
+    return group
+
+
+app = _download_app()
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
@@ -273,12 +283,7 @@ def _probe(folder: Path) -> None:
 
 def mode_app(mode: str) -> typer.Typer:
     """The book's script for one mode: ``download`` without ``--mode``."""
-    single = typer.Typer(
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        rich_markup_mode=None,
-        context_settings=_HELP,
-    )
+    single = typer.Typer(**_APP_OPTIONS)
 
     def command(**kwargs: Any) -> None:
         download(mode=mode, **kwargs)
@@ -345,26 +350,8 @@ def _flushed(stream: TextIO | None) -> bool:
 
 
 def main() -> NoReturn:
-    # A run is `flags2 download ...`: a group of that command alone, so that
-    # typer converts its options and not serve's and bench's too, a
-    # millisecond and a half of every start; the output is the same.
     chosen = _download_app() if sys.argv[1:2] == ["download"] else app
     _run(lambda: chosen(prog_name="flags2"))
-
-
-def _download_app() -> typer.Typer:
-    group = typer.Typer(
-        name="flags2",
-        help=app.info.help,
-        add_completion=False,
-        no_args_is_help=True,
-        pretty_exceptions_enable=False,
-        rich_markup_mode=None,
-        context_settings=_HELP,
-    )
-    group.callback()(_top)
-    group.command(no_args_is_help=False)(download)
-    return group
 
 
 def main_sequential() -> NoReturn:

@@ -80,49 +80,15 @@ __all__ = ["ClientPool", "PlainHTTPTransport"]
 
 # -- the lean transport ---------------------------------------------------------
 
-_UNSET = -1.0  # no bound set yet (no timeout is negative)
-
 
 class _Conn:
-    __slots__ = ("_kernel", "_recv_bound", "_send_bound", "key", "reused", "sock")
+    __slots__ = ("bounds", "key", "reused", "sock")
 
     def __init__(self, sock: socket.socket, key: Origin) -> None:
         self.sock = sock
         self.key = key
         self.reused = False
-        # A plain socket's bounds are the kernel's (arm), a TLS socket's its own.
-        self._kernel = not isinstance(sock, ssl.SSLSocket)
-        self._send_bound: float | None = _UNSET
-        self._recv_bound: float | None = _UNSET
-
-    def arm(self, timeout: float | None, *, send: bool = False) -> None:
-        """Bound the next send (`send`) or receive by `timeout`.
-
-        A plain socket stays blocking, its bounds kept by the kernel
-        (`portable.kernel_timeout`): each send or receive is then one system
-        call, where a socket with a timeout polls first, and each call lets
-        go of the GIL, a switch between threads at ``-m 1000``. A bound is
-        set only when it changes: the next request of a kept-alive
-        connection, and each read after progress, want the one it has. Over
-        TLS, and where the kernel's form is unknown, the socket's own
-        timeout, also set only when it changes (``settimeout`` is a system
-        call whatever the value).
-        """
-        sock = self.sock
-        if self._kernel:
-            if sock.gettimeout() is not None:  # new, or after an idle check's peek
-                sock.settimeout(None)
-            if timeout == (self._send_bound if send else self._recv_bound):
-                return
-            if portable.kernel_timeout(sock, send=send, seconds=timeout):
-                if send:
-                    self._send_bound = timeout
-                else:
-                    self._recv_bound = timeout
-                return
-            self._kernel = False
-        if sock.gettimeout() != timeout:
-            sock.settimeout(timeout)
+        self.bounds = portable.SocketBounds(sock)
 
     def idle_and_open(self) -> bool:
         """Nothing to read while idle; readable means closed (EOF), or garbage.
@@ -213,7 +179,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
     ) -> Answer:
         sock = conn.sock
         try:
-            conn.arm(timeouts.get("write"), send=True)
+            conn.bounds.arm(timeouts.get("write"), send=True)
             sock.sendall(data)
         except (TimeoutError, BlockingIOError):  # BlockingIOError: the kernel's
             raise httpx.WriteTimeout("timed out") from None
@@ -229,7 +195,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
         fresh = True  # the clock has just (re)started: all of `read` is left
         try:
             while not answer.complete:
-                conn.arm(read if fresh else clock.remaining())
+                conn.bounds.arm(read if fresh else clock.remaining())
                 fresh = False
                 chunk = sock.recv(RECV_SIZE)
                 if not chunk:

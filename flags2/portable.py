@@ -30,7 +30,8 @@ route where the call is missing:
 * `kernel_timeout`: a bound on each blocking send or receive of a socket, kept
   by the kernel (``SO_SNDTIMEO``, ``SO_RCVTIMEO``); False where the option's
   form (a ``struct timeval``) is not known here (Windows), to be bounded by
-  the socket's own timeout instead.
+  the socket's own timeout instead. `SocketBounds` picks between the two for
+  a connection, client's or server's.
 * `memory_dir`: a folder kept in memory (Linux's tmpfs ``/dev/shm``) for the
   scratch files of a timing, which a disk would slow by a varying amount; None
   elsewhere, to use the usual temporary folder.
@@ -69,6 +70,7 @@ __all__ = [
     "DESCRIPTOR_WAIT",
     "MEASURING_HELPER",
     "NONBLOCK",
+    "SocketBounds",
     "detached",
     "die_with_parent",
     "kernel_timeout",
@@ -401,6 +403,51 @@ def kernel_timeout(sock: socket.socket, *, send: bool, seconds: float | None) ->
     except (OSError, struct.error, OverflowError):
         return False
     return True
+
+
+_UNSET = -1.0  # no bound set yet (no timeout is negative)
+
+
+class SocketBounds:
+    """The bounds on a connection's next send and receive, kept where they cost least.
+
+    A plain socket stays blocking, its bounds kept by the kernel
+    (`kernel_timeout`): each send or receive is then one system call, where
+    a socket with a timeout polls first, and each call lets go of the GIL, a
+    switch between threads when hundreds share a process. A bound is set
+    only when it changes: a kept-alive connection's next request, and each
+    read after progress, want the one it has. Over TLS (an SSLSocket's
+    record layer reads for itself), and where the kernel takes no bound, the
+    socket's own timeout, also set only when it changes (``settimeout`` is
+    a system call whatever the value). A socket made non-blocking meanwhile
+    (a peek) is made blocking again by the next bound.
+    """
+
+    __slots__ = ("_kernel", "_recv", "_send", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._kernel = type(sock) is socket.socket
+        self._send: float | None = _UNSET
+        self._recv: float | None = _UNSET
+
+    def arm(self, seconds: float | None, *, send: bool = False) -> None:
+        """Bound the next send (`send`) or receive by `seconds`; None: no bound."""
+        sock = self.sock
+        if self._kernel:
+            if sock.gettimeout() is not None:  # new, or after a peek
+                sock.settimeout(None)
+            if seconds == (self._send if send else self._recv):
+                return
+            if kernel_timeout(sock, send=send, seconds=seconds):
+                if send:
+                    self._send = seconds
+                else:
+                    self._recv = seconds
+                return
+            self._kernel = False  # the socket keeps both bounds from now on
+        if sock.gettimeout() != seconds:
+            sock.settimeout(seconds)
 
 
 _MEMORY_DIR = "/dev/shm"

@@ -178,12 +178,10 @@ class HeadReader(io.RawIOBase):
     A read past the deadline raises `TimeoutError`, which the handler already
     treats as "close this connection".
 
-    A plain socket stays blocking, its bounds kept by the kernel
-    (`flags2.portable.kernel_timeout`): a receive or a send is then one
-    system call, where a socket with a timeout polls first, each call a turn
-    of the GIL among hundreds of handler threads at ``-m 1000``. A bound is
-    set only when it changes. Over TLS, or where the kernel's form is
-    unknown, the socket's own timeout, likewise set only when it changes.
+    The connection's bounds (`flags2.portable.SocketBounds`) are the kernel's
+    where it keeps them: among hundreds of handler threads at ``-m 1000``,
+    every poll a socket timeout adds is another turn of the GIL. A send is
+    bounded by `limit` too; `BoundedWriter` says when one runs out.
     """
 
     def __init__(self, sock: socket.socket, limit: float) -> None:
@@ -192,14 +190,9 @@ class HeadReader(io.RawIOBase):
         self._limit = limit
         self._deadline: float | None = None
         self._in_head = False
-        self._bound: float | None = None  # the kernel's receive bound
-        # Exactly a plain socket: an SSLSocket's record layer reads for itself.
-        self._kernel = type(sock) is socket.socket and portable.kernel_timeout(
-            sock, send=True, seconds=limit
-        )
-        if self._kernel:
-            sock.settimeout(None)  # blocking, once
-        self._wait(limit)
+        self._bounds = portable.SocketBounds(sock)
+        self._bounds.arm(limit, send=True)
+        self._bounds.arm(limit)
 
     def readable(self) -> bool:
         return True
@@ -208,20 +201,20 @@ class HeadReader(io.RawIOBase):
         """A new request head is expected: wait `limit` for its first byte."""
         self._in_head = True
         self._deadline = None
-        self._wait(self._limit)
+        self._bounds.arm(self._limit)
 
     def head_done(self) -> None:
         """The head has been read: back to a plain per-read timeout."""
         self._in_head = False
         self._deadline = None
-        self._wait(self._limit)
+        self._bounds.arm(self._limit)
 
     def readinto(self, buffer: Any) -> int:
         if self._deadline is not None:
             remaining = self._deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("request head not complete in time")
-            self._wait(remaining)
+            self._bounds.arm(remaining)
         try:
             count = self._sock.recv_into(buffer)
         except BlockingIOError:  # the kernel's bound ran out
@@ -229,22 +222,6 @@ class HeadReader(io.RawIOBase):
         if self._in_head and self._deadline is None and count:
             self._deadline = time.monotonic() + self._limit
         return count
-
-    def _wait(self, seconds: float) -> None:
-        """Bound the next receive by `seconds`."""
-        sock = self._sock
-        if self._kernel and sock.gettimeout() is None:
-            if seconds == self._bound:
-                return
-            if portable.kernel_timeout(sock, send=False, seconds=seconds):
-                self._bound = seconds
-                return
-        if sock.gettimeout() != seconds:
-            # The handler gave the socket a timeout of its own (its last
-            # drain), or the kernel took no receive bound: the socket keeps
-            # the bounds from now on.
-            self._kernel = False
-            sock.settimeout(seconds)
 
 
 class BoundedWriter(io.RawIOBase):

@@ -53,10 +53,7 @@ __all__ = [
     "serve_until_stopped",
 ]
 
-# EAGAIN: a send past a bound the kernel keeps, should one get past BoundedWriter.
-_QUIET_ERRNOS = {
-    errno.EBADF, errno.ENOTCONN, errno.EPIPE, errno.ECONNRESET, errno.EAGAIN,
-}  # fmt: skip
+_QUIET_ERRNOS = {errno.EBADF, errno.ENOTCONN, errno.EPIPE, errno.ECONNRESET}
 _LOG_LOCK = threading.Lock()  # shared by all servers so log lines never interleave
 # The paths whose GETs are counted one by one for the plan's `nth`: every flag
 # and metadata path a client can ask for, found or not, at most 676 * 2 short

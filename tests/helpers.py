@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import sysconfig
@@ -36,6 +37,7 @@ __all__ = [
     "FLAGS_DIR",
     "FLAKY_FAULTS",
     "IN_PROCESS_MODES",
+    "LINUX_ONLY",
     "MODES",
     "Answers",
     "DiesWithParent",
@@ -50,6 +52,7 @@ __all__ = [
     "env_without_posix",
     "flag_bytes",
     "installed",
+    "kernel_bound",
     "leftovers",
     "noise",
     "real_metadata",
@@ -237,6 +240,18 @@ class FakeDNS:
         self.delays: dict[str, float] = {}
         self.asked: list[str] = []
         self.ended = threading.Event()
+
+
+LINUX_ONLY = pytest.mark.skipif(
+    sys.platform != "linux", reason="reads the bounds as Linux lays them out"
+)
+"""For a test that reads a socket's kernel bounds back (`kernel_bound`)."""
+
+
+def kernel_bound(sock: socket.socket, option: int) -> tuple[int, int]:
+    """A socket's SO_RCVTIMEO or SO_SNDTIMEO as Linux gives it: (seconds, us)."""
+    whole, micro = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
+    return whole, micro
 
 
 ABSENT = (

@@ -3,8 +3,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +20,7 @@ from flags2.clientplan import lean_transport_fits
 from flags2.clients import PlainHTTPTransport
 from flags2.servers.testing import running
 from flags2.status import DownloadStatus
-from tests.helpers import KeptAlive, RunFn, Script, flag_bytes
+from tests.helpers import LINUX_ONLY, KeptAlive, RunFn, Script, flag_bytes, kernel_bound
 
 
 class _Rendezvous:
@@ -258,12 +256,7 @@ def test_a_stalled_answer_times_out_whoever_keeps_the_bound(
     assert time.perf_counter() - started < 3
 
 
-_LINUX_ONLY = pytest.mark.skipif(
-    sys.platform != "linux", reason="reads the bounds as Linux lays them out"
-)
-
-
-@_LINUX_ONLY
+@LINUX_ONLY
 @pytest.mark.parametrize("poll", [True, False])
 def test_a_kept_alive_plain_connection_waits_in_the_kernel(
     kept_alive: Callable[..., KeptAlive],
@@ -285,7 +278,7 @@ def test_a_kept_alive_plain_connection_waits_in_the_kernel(
             sock = conn.sock
             assert sock.gettimeout() is None
             bounds = [
-                struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
+                kernel_bound(sock, option)
                 for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO)
             ]
             assert bounds == [(2, 500_000), (1, 500_000)]

@@ -6,7 +6,6 @@ import errno
 import os
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from flags2 import portable
+from tests.helpers import LINUX_ONLY, kernel_bound
 
 # The byte-range fallback (what Windows runs) is tried here by hiding fcntl.
 BACKENDS = ["flock", "ranges"]
@@ -273,16 +273,7 @@ def test_without_poll_readable_now_says_it_cannot_tell(
         assert portable.readable_now(ours.fileno()) is None
 
 
-def _bound(sock: socket.socket, option: int) -> tuple[int, int]:
-    return struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
-
-
-_LINUX_ONLY = pytest.mark.skipif(
-    sys.platform != "linux", reason="reads the bounds as Linux lays them out"
-)
-
-
-@_LINUX_ONLY
+@LINUX_ONLY
 def test_kernel_timeout_bounds_a_blocking_receive_and_a_blocking_send() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
@@ -296,19 +287,19 @@ def test_kernel_timeout_bounds_a_blocking_receive_and_a_blocking_send() -> None:
         with pytest.raises(BlockingIOError):
             while True:  # nobody reads: the buffers fill, then the bound ends it
                 ours.send(bytes(65536))
-        assert _bound(ours, socket.SO_SNDTIMEO) == (0, 200_000)
+        assert kernel_bound(ours, socket.SO_SNDTIMEO) == (0, 200_000)
 
 
-@_LINUX_ONLY
+@LINUX_ONLY
 def test_kernel_timeout_none_is_no_bound_and_a_tiny_one_is_not_none() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
         assert portable.kernel_timeout(ours, send=False, seconds=2.5)
-        assert _bound(ours, socket.SO_RCVTIMEO) == (2, 500_000)
+        assert kernel_bound(ours, socket.SO_RCVTIMEO) == (2, 500_000)
         assert portable.kernel_timeout(ours, send=False, seconds=None)
-        assert _bound(ours, socket.SO_RCVTIMEO) == (0, 0)  # 0 means: wait forever
+        assert kernel_bound(ours, socket.SO_RCVTIMEO) == (0, 0)  # 0 means: wait forever
         assert portable.kernel_timeout(ours, send=False, seconds=1e-9)
-        assert _bound(ours, socket.SO_RCVTIMEO) != (0, 0)
+        assert kernel_bound(ours, socket.SO_RCVTIMEO) != (0, 0)
 
 
 def test_kernel_timeout_where_its_form_is_unknown_sets_nothing(
